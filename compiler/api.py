@@ -1,0 +1,94 @@
+"""The Python API: `compile_file` and `compile_string` give a `CompiledNetwork`."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from netc.dsl.diagnostics import Diagnostic, NetcError, SourceMap
+
+from .elaborate import Limits, elaborate
+from .ir import Graph
+from .loader import load_file, load_string
+from .prune import prune_unused
+
+
+@dataclass
+class CompiledNetwork:
+    """An elaborated, shape-checked network with unused layers left out."""
+
+    graph: Graph
+    warnings: list[Diagnostic]
+    sources: SourceMap
+
+    @property
+    def name(self) -> str:
+        return self.graph.name
+
+    @property
+    def parameters(self) -> int:
+        return self.graph.parameter_count
+
+    def layers(self):
+        """The operator nodes a person thinks of as layers: all but inputs and constants."""
+        return [n for n in self.graph.nodes() if n.op not in ("input", "constant")]
+
+    def summary(self) -> dict:
+        """The `netc check --json` report for a good spec."""
+        g = self.graph
+        inputs = [g.node(name) for name in g.inputs]
+        return {
+            "ok": True,
+            "network": g.name,
+            "inputs": [{"name": n.name, "dtype": n.outputs[0].dtype, "shape": n.outputs[0].to_json()} for n in inputs],
+            "outputs": [
+                {"name": name, "dtype": g.type_of(v).dtype, "shape": g.type_of(v).to_json()} for name, v in g.outputs
+            ],
+            "parameters": self.parameters,
+            "layers": [
+                {
+                    "name": n.name,
+                    "op": n.op,
+                    "shape": n.outputs[0].to_json(),
+                    "parameters": n.parameter_count,
+                    **({"shapes": [t.to_json() for t in n.outputs]} if len(n.outputs) > 1 else {}),
+                }
+                for n in self.layers()
+            ],
+            "warnings": [w.to_json() for w in self.warnings],
+        }
+
+
+def _compile(load, network, max_nodes, max_depth) -> CompiledNetwork:
+    sources = SourceMap()
+    try:
+        program = load(sources)
+        graph = elaborate(program, network, Limits(max_nodes, max_depth))
+    except NetcError as exc:
+        exc.sources = sources
+        raise
+    graph, warnings = prune_unused(graph)
+    return CompiledNetwork(graph, warnings, sources)
+
+
+def compile_file(
+    path: str | os.PathLike,
+    network: str | None = None,
+    *,
+    max_nodes: int = Limits.max_nodes,
+    max_depth: int = Limits.max_depth,
+) -> CompiledNetwork:
+    """Compiles the network of a `.net` file (the only one, or the one named)."""
+    return _compile(lambda sources: load_file(path, sources), network, max_nodes, max_depth)
+
+
+def compile_string(
+    text: str,
+    network: str | None = None,
+    *,
+    file: str = "<string>",
+    max_nodes: int = Limits.max_nodes,
+    max_depth: int = Limits.max_depth,
+) -> CompiledNetwork:
+    """Compiles spec text; imports are relative to the current directory."""
+    return _compile(lambda sources: load_string(text, file, sources), network, max_nodes, max_depth)

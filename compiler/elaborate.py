@@ -1,0 +1,836 @@
+"""Program -> Graph: expand one network into operator nodes with shapes.
+
+Requires: a loaded Program (parsed, imports resolved, names unique).
+Ensures: a Graph whose nodes are in elaboration (topological) order, every node's output
+types inferred by its op's rule, names as LANGUAGE.md's Naming section says. Errors are
+collected, not raised one at a time: a failed statement binds poison and elaboration goes
+on, so every independent error is reported once.
+
+Elaboration runs compile-time code, so it is bounded: a cap on nodes, on statements
+executed, and on block call depth, each checked as it proceeds.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import dataclass, field
+
+from netc.dsl import syntax as S
+from netc.dsl.diagnostics import Diagnostic, NetcError, Span
+
+from . import dims as D
+from .dims import Dim
+from .ir import DTYPES, FLOAT_DTYPES, Graph, Node, TensorType, Value
+from .loader import Program
+from .ops import CALLABLE, REGISTRY, ArgError, OpDef, ShapeError
+from .ops.registry import REQUIRED, describe, is_int
+from .values import POISON, Multi, Tensor, is_poison
+
+DEFAULT_MAX_NODES = 1_000_000
+DEFAULT_MAX_DEPTH = 64
+INT_LIMIT = 2**63  # compile-time ints stay within int64, as shapes must
+
+_OPERATOR_NODES = {"add": "add", "sub": "sub", "mul": "mul", "div": "div", "matmul": "matmul"}
+_SYMBOLS = {
+    "add": "+", "sub": "-", "mul": "*", "div": "/", "floordiv": "//", "mod": "%", "matmul": "@",
+    "pow": "**", "eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">=",
+}  # fmt: skip
+
+
+class FatalError(NetcError):
+    """An error after which elaboration cannot go on (a limit was reached)."""
+
+
+@dataclass
+class Limits:
+    max_nodes: int = DEFAULT_MAX_NODES
+    max_depth: int = DEFAULT_MAX_DEPTH
+
+    @property
+    def max_steps(self) -> int:
+        return 10 * self.max_nodes + 1000
+
+
+@dataclass
+class Frame:
+    """One block instance (or the network body): its variables and naming state."""
+
+    path: tuple[str, ...]
+    vars: dict
+    expansions: tuple[tuple[str, Span], ...] = ()  # (block, call span), outermost first
+    counters: dict = field(default_factory=dict)
+    taken: dict = field(default_factory=dict)  # local instance name -> span
+
+    def notes(self) -> tuple[str, ...]:
+        return tuple(f"in block `{block}`, expanded from the call at {span}" for block, span in reversed(self.expansions))
+
+
+_CONST_FRAME_PATH = ("<constants>",)
+
+
+def elaborate(program: Program, network: str | None = None, limits: Limits | None = None) -> Graph:
+    return Elaborator(program, limits or Limits()).run(network)
+
+
+class Elaborator:
+    def __init__(self, program: Program, limits: Limits):
+        self.program = program
+        self.limits = limits
+        self.errors: list[Diagnostic] = []
+        self._reported: set = set()
+        self.graph: Graph | None = None
+        self.steps = 0
+        self.stack: list[str] = []  # block names being expanded
+        self._consts: dict = {}
+        self._const_busy: list[str] = []
+        self._bad_blocks = self._check_returns()
+
+    # ------------------------------------------------------------ entry
+
+    def run(self, name: str | None) -> Graph:
+        net = self._pick(name)
+        self.graph = Graph(net.name)
+        try:
+            self._network(net)
+        except FatalError as exc:
+            self._record(exc, None)
+        except RecursionError:
+            self.errors.append(Diagnostic("the spec nests too deeply to elaborate", net.name_span, code="limit"))
+        if self.errors:
+            raise NetcError(self.errors)
+        return self.graph
+
+    def _pick(self, name):
+        nets = self.program.networks
+        if not nets:
+            span = Span(self.program.main.file, 1, 1, 1, 2)
+            raise NetcError("no network to compile: the file defines none", span, code="network")
+        if name is None:
+            if len(nets) > 1:
+                names = ", ".join(n.name for n in nets)
+                raise NetcError(
+                    f"the file defines {len(nets)} networks ({names}); choose one with --network",
+                    nets[1].name_span,
+                    code="network",
+                )
+            return nets[0]
+        for net in nets:
+            if net.name == name:
+                return net
+        names = ", ".join(n.name for n in nets)
+        raise NetcError(f"no network named `{name}`; the file defines {names}", nets[0].name_span, code="network")
+
+    # ------------------------------------------------------------ diagnostics
+
+    def _record(self, exc: NetcError, frame: Frame | None):
+        notes = frame.notes() if frame else ()
+        for d in exc.diagnostics:
+            key = (d.span, d.message)
+            if key in self._reported:
+                continue
+            self._reported.add(key)
+            self.errors.append(Diagnostic(d.message, d.span, d.notes + notes, d.severity, d.code))
+
+    def _check_returns(self) -> set:
+        """Every block and network ends with its only `return`; reported once per definition."""
+        bad = set()
+        defs = list(self.program.blocks.values()) + list(self.program.networks)
+        for d in defs:
+            kind = "block" if isinstance(d, S.Block) else "network"
+            if not d.body or not isinstance(d.body[-1], S.Return):
+                self.errors.append(
+                    Diagnostic(f"{kind} `{d.name}` does not end with `return`", d.name_span, code="return")
+                )
+                bad.add(d.name)
+            for stray in _returns(d.body[:-1] if d.body else ()):
+                self.errors.append(
+                    Diagnostic(f"`return` must be the last statement of {kind} `{d.name}`", stray.span, code="return")
+                )
+                bad.add(d.name)
+        return bad
+
+    # ------------------------------------------------------------ networks and blocks
+
+    def _network(self, net: S.Network):
+        if net.name in self._bad_blocks:
+            return
+        frame = Frame((), {})
+        for inp in net.inputs:
+            self._input(inp, frame)
+        outputs = self._body(net.body, frame)
+        if is_poison(outputs):
+            return
+        ret = net.body[-1]
+        used = set()
+        for k, (expr, value) in enumerate(zip(ret.values, outputs)):
+            if value is POISON:
+                continue
+            if not isinstance(value, Tensor):
+                self._record(NetcError(f"a network output must be a tensor, got {describe(value)}", expr.span), frame)
+                continue
+            out_name = expr.id if isinstance(expr, S.Name) and expr.id not in used else f"output_{k}"
+            used.add(out_name)
+            self.graph.outputs.append((out_name, value.value))
+
+    def _input(self, inp: S.Input, frame: Frame):
+        dtype = inp.dtype or "float32"
+        if dtype not in DTYPES:
+            self._record(NetcError(f"unknown dtype `{dtype}`; expected float32, float64 or int64", inp.dtype_span), frame)
+            dtype = "float32"
+        shape = []
+        for expr in inp.shape:
+            if isinstance(expr, S.Name) and expr.id not in self.program.consts:
+                d = frame.vars.get(expr.id)
+                if d is None or not isinstance(d, Dim):
+                    d = D.symbol(expr.id)
+                    frame.vars[expr.id] = d
+                shape.append(d)
+                continue
+            try:
+                value = self._eval(expr, self._const_frame())
+            except NetcError as exc:
+                self._record(exc, frame)
+                value = POISON
+            if value is POISON:
+                return self._bind(frame, inp.name, POISON)
+            if not is_int(value) or value < 1:
+                self._record(NetcError(f"an input dimension must be a positive integer or a name, got {describe(value)}", expr.span), frame)
+                return self._bind(frame, inp.name, POISON)
+            shape.append(value)
+        if inp.name in frame.vars and isinstance(frame.vars[inp.name], Tensor):
+            self._record(NetcError(f"input `{inp.name}` is declared twice", inp.span), frame)
+            return
+        node = self._add(Node(inp.name, "input", (), {"type": TensorType(tuple(shape), dtype)}, (TensorType(tuple(shape), dtype),), span=inp.span))
+        frame.vars[inp.name] = Tensor(Value(node.name), node.outputs[0])
+        self.graph.inputs.append(node.name)
+
+    def _body(self, body, frame: Frame):
+        """Runs the statements before the final `return`; returns the returned values."""
+        errors_before = len(self.errors)
+        self._exec(body[:-1], frame)
+        values = []
+        for expr in body[-1].values:
+            try:
+                values.append(self._eval(expr, frame))
+            except NetcError as exc:
+                if isinstance(exc, FatalError):
+                    raise
+                self._record(exc, frame)
+                values.append(POISON)
+        if len(self.errors) > errors_before and frame.expansions:
+            return POISON  # a broken block instance yields poison, not half a result
+        return values
+
+    # ------------------------------------------------------------ statements
+
+    def _exec(self, stmts, frame: Frame):
+        for stmt in stmts:
+            self.steps += 1
+            if self.steps > self.limits.max_steps:
+                raise FatalError(f"elaboration takes more than {self.limits.max_steps} steps", stmt.span, code="limit")
+            try:
+                self._stmt(stmt, frame)
+            except FatalError:
+                raise
+            except NetcError as exc:
+                self._record(exc, frame)
+                for name in _assigned([stmt]):
+                    frame.vars[name] = POISON
+
+    def _stmt(self, stmt, frame: Frame):
+        if isinstance(stmt, S.Assign):
+            value = self._eval(stmt.value, frame)
+            if len(stmt.targets) == 1:
+                if isinstance(value, Multi):
+                    raise NetcError(
+                        f"this call returns {len(value.values)} values; unpack them: `{', '.join(['_'] * len(value.values))} = ...`",
+                        stmt.value.span,
+                    )
+                return self._bind(frame, stmt.targets[0], value)
+            if value is POISON:
+                for target in stmt.targets:
+                    self._bind(frame, target, POISON)
+                return
+            got = len(value.values) if isinstance(value, Multi) else 1
+            if got != len(stmt.targets):
+                raise NetcError(f"cannot unpack {got} value{'s' * (got != 1)} into {len(stmt.targets)} names", stmt.value.span)
+            for target, v in zip(stmt.targets, value.values):
+                self._bind(frame, target, v)
+        elif isinstance(stmt, S.Annotated):
+            value = self._eval(stmt.value, frame)
+            self._bind(frame, stmt.target, value)
+            if not is_poison(value):
+                self._annotation(stmt, value, frame)
+        elif isinstance(stmt, S.Repeat):
+            self._repeat(stmt, frame)
+        elif isinstance(stmt, S.If):
+            for cond_expr, body in stmt.branches:
+                cond = self._condition(cond_expr, frame)
+                if cond is POISON:
+                    for name in _assigned([stmt]):
+                        frame.vars[name] = POISON
+                    return
+                if cond:
+                    return self._exec(body, frame)
+            if stmt.orelse is not None:
+                self._exec(stmt.orelse, frame)
+        elif isinstance(stmt, S.Assert):
+            cond = self._condition(stmt.cond, frame)
+            if cond is POISON or cond:
+                return
+            message = "assertion failed"
+            if stmt.message is not None:
+                text = self._eval(stmt.message, frame)
+                message = text if isinstance(text, str) else f"assertion failed: {describe(text)}"
+            raise NetcError(message, stmt.span, code="assert")
+        elif isinstance(stmt, S.Return):  # only where _check_returns already reported it
+            return
+
+    def _bind(self, frame: Frame, name: str, value):
+        frame.vars[name] = value
+
+    def _condition(self, expr, frame):
+        value = self._eval(expr, frame)
+        if value is POISON or isinstance(value, bool):
+            return value
+        raise NetcError(f"a condition must be true or false, got {describe(value)}", expr.span, code="type")
+
+    def _repeat(self, stmt: S.Repeat, frame: Frame):
+        count = self._eval(stmt.count, frame)
+        if count is POISON:
+            for name in _assigned(stmt.body) | ({stmt.var} if stmt.var else set()):
+                frame.vars[name] = POISON
+            return
+        if isinstance(count, Dim):
+            raise NetcError(f"a repeat count must be an integer known at compile time, got {describe(count)}", stmt.count.span, code="type")
+        if not is_int(count) or count < 0:
+            raise NetcError(f"a repeat count must be a non-negative integer, got {describe(count)}", stmt.count.span, code="type")
+        if count * max(1, len(stmt.body)) > self.limits.max_steps:
+            raise FatalError(
+                f"repeat {count} is too large: elaboration is limited to {self.limits.max_steps} steps "
+                f"and {self.limits.max_nodes} nodes",
+                stmt.count.span,
+                code="limit",
+            )
+        for i in range(count):
+            if stmt.var:
+                frame.vars[stmt.var] = i
+            self._exec(stmt.body, frame)
+
+    def _annotation(self, stmt: S.Annotated, value, frame: Frame):
+        if not isinstance(value, Tensor):
+            raise NetcError(f"a shape annotation needs a tensor, got {describe(value)}", stmt.span, code="type")
+        want = []
+        for expr in stmt.shape:
+            if isinstance(expr, S.Name) and expr.id == "_" and "_" not in frame.vars:
+                want.append(None)
+                continue
+            d = self._eval(expr, frame)
+            if d is POISON:
+                return
+            if not D.is_dim(d):
+                raise NetcError(f"a shape entry must be a dimension, got {describe(d)}", expr.span, code="type")
+            want.append(d)
+        actual = value.type.shape
+        wanted = "[" + ", ".join("_" if d is None else str(d) for d in want) + "]"
+        if len(want) != len(actual) or any(w is not None and D.provably_unequal(w, a) for w, a in zip(want, actual)):
+            self._record(
+                NetcError(
+                    f"shape mismatch: `{stmt.target}` is annotated {wanted} but its shape is {D.shape_text(actual)}",
+                    stmt.span,
+                    code="shape",
+                ),
+                frame,
+            )
+
+    # ------------------------------------------------------------ expressions
+
+    def _eval(self, expr, frame: Frame):
+        if isinstance(expr, S.Literal):
+            return expr.value
+        if isinstance(expr, S.Name):
+            return self._lookup(expr, frame)
+        if isinstance(expr, S.Call):
+            return self._call(expr, frame)
+        if isinstance(expr, S.Binary):
+            return self._binary(expr, frame)
+        if isinstance(expr, S.Unary):
+            return self._unary(expr, frame)
+        if isinstance(expr, S.TupleLit):
+            items = tuple(self._eval(item, frame) for item in expr.items)
+            for item, sub in zip(items, expr.items):
+                if isinstance(item, (Tensor, Multi)):
+                    raise NetcError("a tuple holds compile-time values, not tensors", sub.span, code="type")
+            return POISON if is_poison(*items) else items
+        if isinstance(expr, S.Attribute):
+            value = self._eval(expr.value, frame)
+            if value is POISON:
+                return POISON
+            if expr.attr != "shape":
+                raise NetcError(f"unknown attribute `{expr.attr}`; a tensor has only `.shape`", expr.attr_span, code="name")
+            if not isinstance(value, Tensor):
+                raise NetcError(f"`.shape` needs a tensor, got {describe(value)}", expr.value.span, code="type")
+            return tuple(value.type.shape)
+        if isinstance(expr, S.Index):
+            return self._index(expr, frame)
+        raise NetcError("unsupported expression", expr.span)
+
+    def _lookup(self, expr: S.Name, frame: Frame):
+        if expr.id in frame.vars:
+            return frame.vars[expr.id]
+        if expr.id in self.program.consts:
+            return self._const(expr.id, expr.span)
+        candidates = list(frame.vars) + list(self.program.consts)
+        notes = _suggest(expr.id, candidates)
+        if expr.id in self.program.blocks or expr.id in CALLABLE:
+            notes = (f"`{expr.id}` is an operator or block: call it, or pipe into it with `->`",)
+        raise NetcError(f"undefined name `{expr.id}`", expr.span, notes=notes, code="name")
+
+    def _const_frame(self) -> Frame:
+        return Frame(_CONST_FRAME_PATH, {})
+
+    def _const(self, name: str, span: Span):
+        if name in self._consts:
+            return self._consts[name]
+        if name in self._const_busy:
+            cycle = " -> ".join(self._const_busy[self._const_busy.index(name) :] + [name])
+            raise NetcError(f"constant `{name}` is defined in terms of itself: {cycle}", span, code="name")
+        const = self.program.consts[name]
+        self._const_busy.append(name)
+        try:
+            value = self._eval(const.value, self._const_frame())
+        except NetcError as exc:
+            if isinstance(exc, FatalError):
+                raise
+            self._record(exc, None)
+            value = POISON
+        finally:
+            self._const_busy.pop()
+        if isinstance(value, (Tensor, Multi)):
+            self._record(NetcError(f"constant `{name}` must be a compile-time value", const.value.span), None)
+            value = POISON
+        self._consts[name] = value
+        return value
+
+    def _index(self, expr: S.Index, frame: Frame):
+        base = self._eval(expr.value, frame)
+        index = self._eval(expr.index, frame)
+        if is_poison(base, index):
+            return POISON
+        if isinstance(base, Tensor):
+            raise NetcError("a tensor cannot be indexed; use `split`, or `.shape[i]` for its size", expr.span, code="type")
+        if not isinstance(base, tuple):
+            raise NetcError(f"only a tuple can be indexed, got {describe(base)}", expr.value.span, code="type")
+        if not is_int(index):
+            raise NetcError(f"an index must be an integer, got {describe(index)}", expr.index.span, code="type")
+        if not -len(base) <= index < len(base):
+            raise NetcError(f"index {index} is out of range for a tuple of {len(base)} items", expr.index.span, code="type")
+        return base[index]
+
+    def _unary(self, expr: S.Unary, frame: Frame):
+        value = self._eval(expr.operand, frame)
+        if value is POISON:
+            return POISON
+        if expr.op == "not":
+            if not isinstance(value, bool):
+                raise NetcError(f"`not` needs true or false, got {describe(value)}", expr.operand.span, code="type")
+            return not value
+        if isinstance(value, Tensor):
+            return self._node(REGISTRY["neg"], [value], {}, frame, expr.span, "neg")
+        if isinstance(value, Dim):
+            return D.mul(value, -1)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise NetcError(f"cannot negate {describe(value)}", expr.span, code="type")
+        return -value
+
+    def _binary(self, expr: S.Binary, frame: Frame):
+        op = expr.op
+        left = self._eval(expr.left, frame)
+        if op in ("and", "or"):
+            if left is POISON:
+                return POISON
+            if not isinstance(left, bool):
+                raise NetcError(f"`{op}` needs true or false, got {describe(left)}", expr.left.span, code="type")
+            if (op == "and" and not left) or (op == "or" and left):
+                return left
+            right = self._eval(expr.right, frame)
+            if right is not POISON and not isinstance(right, bool):
+                raise NetcError(f"`{op}` needs true or false, got {describe(right)}", expr.right.span, code="type")
+            return right
+        right = self._eval(expr.right, frame)
+        if is_poison(left, right):
+            return POISON
+        for side, sub in ((left, expr.left), (right, expr.right)):
+            if isinstance(side, Multi):
+                raise NetcError(f"this call returns {len(side.values)} values, not one", sub.span, code="type")
+        if isinstance(left, Tensor) or isinstance(right, Tensor):
+            return self._tensor_binary(expr, left, right, frame)
+        return _const_binary(op, left, right, expr)
+
+    def _tensor_binary(self, expr: S.Binary, left, right, frame: Frame):
+        op = expr.op
+        if op in ("eq", "ne", "lt", "le", "gt", "ge", "floordiv", "mod"):
+            raise NetcError(
+                f"`{_SYMBOLS[op]}` works on compile-time values only, not on tensors", expr.span, code="type"
+            )
+        if op == "pow":
+            if not isinstance(left, Tensor) or isinstance(right, Tensor):
+                raise NetcError("`**` on a tensor needs a constant exponent: `x ** 2`", expr.span, code="type")
+            if isinstance(right, bool) or not isinstance(right, (int, float)):
+                raise NetcError(f"the exponent must be a number, got {describe(right)}", expr.right.span, code="type")
+            return self._node(REGISTRY["pow"], [left], {"exponent": float(right)}, frame, expr.span, "pow")
+        if op == "matmul" and not (isinstance(left, Tensor) and isinstance(right, Tensor)):
+            raise NetcError("`@` needs two tensors", expr.span, code="type")
+        tensor = left if isinstance(left, Tensor) else right
+        operands = []
+        for side, sub in ((left, expr.left), (right, expr.right)):
+            operands.append(side if isinstance(side, Tensor) else self._scalar(side, tensor, sub, frame))
+        return self._node(REGISTRY[_OPERATOR_NODES[op]], operands, {}, frame, expr.span, op)
+
+    def _scalar(self, value, tensor: Tensor, expr, frame: Frame) -> Tensor:
+        """A constant operand of a tensor operator: a 0-d tensor of the tensor's dtype."""
+        if isinstance(value, Dim):
+            raise NetcError(
+                f"{describe(value)} cannot be a tensor operand: it is only known at run time", expr.span, code="type"
+            )
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise NetcError(f"a tensor operator needs a tensor or a number, got {describe(value)}", expr.span, code="type")
+        dtype = tensor.type.dtype
+        if isinstance(value, float) and dtype not in FLOAT_DTYPES:
+            raise NetcError(f"the float {value!r} cannot take the dtype {dtype} of the other operand", expr.span, code="dtype")
+        value = float(value) if dtype in FLOAT_DTYPES else int(value)
+        return self._node(REGISTRY["constant"], [], {"value": value, "dtype": dtype}, frame, expr.span, "constant")
+
+    # ------------------------------------------------------------ calls
+
+    def _call(self, expr: S.Call, frame: Frame):
+        if expr.func in CALLABLE:
+            kind = "op"
+        elif expr.func in self.program.blocks:
+            kind = "block"
+        else:
+            candidates = list(CALLABLE) + list(self.program.blocks)
+            raise NetcError(
+                f"unknown operator or block `{expr.func}`", expr.func_span, notes=_suggest(expr.func, candidates), code="name"
+            )
+        positional = [self._eval(a, frame) for a in expr.args]
+        keywords = {}
+        instance_name, name_span = None, None
+        for kw in expr.keywords:
+            if kw.key in keywords or (kw.key == "name" and instance_name is not None):
+                raise NetcError(f"argument `{kw.key}` is given twice", kw.key_span, code="argument")
+            value = self._eval(kw.value, frame)
+            if kw.key == "name":
+                if value is not POISON and (not isinstance(value, str) or not value.isidentifier()):
+                    raise NetcError(f"`name` must be an identifier string, got {describe(value)}", kw.key_span, code="argument")
+                instance_name, name_span = value, kw.key_span
+                continue
+            keywords[kw.key] = (value, kw)
+        if is_poison(instance_name, *positional, *(v for v, _ in keywords.values())):
+            return POISON
+        for value, arg in zip(positional, expr.args):
+            if isinstance(value, Multi):
+                raise NetcError(f"this call returns {len(value.values)} values, not one", arg.span, code="type")
+        for value, kw in keywords.values():
+            if isinstance(value, Multi):
+                raise NetcError(f"this call returns {len(value.values)} values, not one", kw.value.span, code="type")
+        if kind == "op":
+            return self._op_call(CALLABLE[expr.func], expr, positional, keywords, instance_name, name_span, frame)
+        return self._block_call(self.program.blocks[expr.func], expr, positional, keywords, instance_name, name_span, frame)
+
+    def _op_call(self, op: OpDef, expr: S.Call, positional, keywords, instance_name, name_span, frame):
+        bound: dict = {}
+        spans: dict = {}
+        args = op.args
+        if args and args[0].variadic:
+            bound[args[0].name] = positional
+            spans[args[0].name] = [a.span for a in expr.args]
+            if not positional:
+                raise NetcError(f"{op.name} needs at least one tensor", expr.func_span, code="argument")
+        else:
+            if len(positional) > len(args):
+                extra = expr.args[len(args)]
+                raise NetcError(
+                    f"{op.name} takes at most {len(args)} positional argument{'s' * (len(args) != 1)}, got {len(positional)}",
+                    extra.span,
+                    code="argument",
+                )
+            for arg, value, sub in zip(args, positional, expr.args):
+                bound[arg.name], spans[arg.name] = value, sub.span
+        names = {a.name: a for a in args}
+        for key, (value, kw) in keywords.items():
+            if key not in names or names[key].variadic:
+                raise NetcError(
+                    f"{op.name} has no argument `{key}`",
+                    kw.key_span,
+                    notes=_suggest(key, [a.name for a in args if not a.variadic] + ["name"], "arguments"),
+                    code="argument",
+                )
+            if key in bound:
+                raise NetcError(f"argument `{key}` of {op.name} is given twice", kw.key_span, code="argument")
+            bound[key], spans[key] = value, kw.key_span
+        tensors, attrs = [], {}
+        for arg in args:
+            if arg.name not in bound:
+                if arg.default is REQUIRED:
+                    what = "input" if arg.tensor else "argument"
+                    raise NetcError(f"{op.name} is missing the {what} `{arg.name}`", expr.func_span, code="argument")
+                attrs[arg.name] = arg.default if arg.default is None else arg.check(arg.default)
+                continue
+            value = bound[arg.name]
+            if arg.tensor:
+                items = value if arg.variadic else [value]
+                item_spans = spans[arg.name] if arg.variadic else [spans[arg.name]]
+                for item, span in zip(items, item_spans):
+                    if not isinstance(item, Tensor):
+                        raise NetcError(f"{op.name} expects a tensor as `{arg.name}`, got {describe(item)}", span, code="type")
+                tensors += items
+                continue
+            try:
+                attrs[arg.name] = arg.check(value)
+            except ArgError as exc:
+                raise NetcError(f"{op.name}: `{arg.name}` {exc}", spans[arg.name], code="argument")
+        return self._node(op, tensors, attrs, frame, expr.func_span, op.name, instance_name, name_span, spans)
+
+    def _local_name(self, frame: Frame, func: str, instance_name, name_span, call_span) -> str:
+        if instance_name is None:
+            k = frame.counters.get(func, 0)
+            frame.counters[func] = k + 1
+            local, where = f"{func}_{k}", call_span
+        else:
+            local, where = instance_name, name_span
+        if local in frame.taken:
+            raise NetcError(
+                f"two instances are named `{local}` in one scope",
+                where,
+                notes=(f"the first is at {frame.taken[local]}",),
+                code="name",
+            )
+        frame.taken[local] = where
+        return local
+
+    def _node(self, op: OpDef, tensors, attrs, frame: Frame, span: Span, func: str,
+              instance_name=None, name_span=None, arg_spans=None):  # fmt: skip
+        local = self._local_name(frame, func, instance_name, name_span, span)
+        types = [t.type for t in tensors]
+        try:
+            outputs = op.infer(types, attrs)
+            params = op.params(types, attrs) if op.params else {}
+        except ShapeError as exc:
+            where = span
+            if exc.arg and arg_spans and exc.arg in arg_spans and not isinstance(arg_spans[exc.arg], list):
+                where = arg_spans[exc.arg]
+            raise NetcError(exc.message, where, notes=exc.notes, code="shape")
+        dtype = types[0].dtype if types and types[0].dtype in FLOAT_DTYPES else "float32"
+        node = Node(
+            name=".".join(frame.path + (local,)),
+            op=op.name,
+            inputs=tuple(t.value for t in tensors),
+            attrs=attrs,
+            outputs=tuple(outputs),
+            params={k: TensorType(tuple(shape), dtype) for k, shape in params.items()},
+            buffers=op.buffers(types, attrs) if op.buffers else {},
+            span=span,
+            scope=frame.path,
+            call_sites=tuple(s for _, s in frame.expansions),
+        )
+        self._add(node)
+        results = tuple(Tensor(Value(node.name, i), t) for i, t in enumerate(outputs))
+        return results[0] if op.n_outputs == 1 else Multi(results)
+
+    def _add(self, node: Node) -> Node:
+        if len(self.graph) >= self.limits.max_nodes:
+            raise FatalError(
+                f"the network has more than {self.limits.max_nodes} nodes (the limit; see --max-nodes)",
+                node.span,
+                code="limit",
+            )
+        return self.graph.add(node)
+
+    def _block_call(self, block: S.Block, expr: S.Call, positional, keywords, instance_name, name_span, frame):
+        if block.name in self.stack:
+            cycle = " -> ".join(self.stack[self.stack.index(block.name) :] + [block.name])
+            raise NetcError(f"block `{block.name}` recurs: {cycle}", expr.func_span, code="recursion")
+        if len(self.stack) >= self.limits.max_depth:
+            raise FatalError(
+                f"block calls nest more than {self.limits.max_depth} deep", expr.func_span, code="limit"
+            )
+        params = block.params
+        if len(positional) > len(params):
+            raise NetcError(
+                f"block `{block.name}` takes {len(params)} argument{'s' * (len(params) != 1)}, got {len(positional)}",
+                expr.args[len(params)].span,
+                code="argument",
+            )
+        bound = {p.name: v for p, v in zip(params, positional)}
+        names = [p.name for p in params]
+        for key, (value, kw) in keywords.items():
+            if key not in names:
+                raise NetcError(
+                    f"block `{block.name}` has no parameter `{key}`", kw.key_span, notes=_suggest(key, names, "parameters"), code="argument"
+                )
+            if key in bound:
+                raise NetcError(f"argument `{key}` of `{block.name}` is given twice", kw.key_span, code="argument")
+            bound[key] = value
+        for p in params:
+            if p.name in bound:
+                continue
+            if p.default is None:
+                raise NetcError(f"block `{block.name}` is missing the argument `{p.name}`", expr.func_span, code="argument")
+            bound[p.name] = self._eval(p.default, self._const_frame())
+            if isinstance(bound[p.name], (Tensor, Multi)):
+                raise NetcError("a default must be a compile-time value", p.default.span, code="type")
+        local = self._local_name(frame, block.name, instance_name, name_span, expr.func_span)
+        if block.name in self._bad_blocks:
+            return POISON
+        inner = Frame(frame.path + (local,), bound, frame.expansions + ((block.name, expr.func_span),))
+        self.stack.append(block.name)
+        try:
+            values = self._body(block.body, inner)
+        finally:
+            self.stack.pop()
+        if values is POISON:
+            return POISON
+        return values[0] if len(values) == 1 else Multi(tuple(values))
+
+
+# ---------------------------------------------------------------- compile-time arithmetic
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float, Dim)) and not isinstance(value, bool)
+
+
+def _checked_int(value, span):
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= INT_LIMIT:
+        raise NetcError("integer overflow: compile-time integers must fit in 64 bits", span, code="type")
+    return value
+
+
+def _const_binary(op: str, a, b, expr: S.Binary):
+    symbol = _SYMBOLS[op]
+    span = expr.span
+    if op in ("eq", "ne"):
+        if isinstance(a, Dim) or isinstance(b, Dim):
+            if D.is_dim(a) and D.is_dim(b):
+                if D.equal(a, b):
+                    return op == "eq"
+                if D.provably_unequal(a, b):
+                    return op == "ne"
+            if D.is_dim(a) and D.is_dim(b):
+                raise NetcError(
+                    f"cannot decide at compile time whether {a} {symbol} {b}: it depends on run-time sizes", span, code="type"
+                )
+        return (a == b) if op == "eq" else (a != b)
+    if op in ("lt", "le", "gt", "ge"):
+        if isinstance(a, Dim) or isinstance(b, Dim):
+            difference = D.sub(a, b) if D.is_dim(a) and D.is_dim(b) else None
+            if not isinstance(difference, int):
+                raise NetcError(f"cannot decide at compile time whether {a} {symbol} {b}", span, code="type")
+            a, b = difference, 0
+        comparable = (_number(a) and _number(b)) or (type(a) is type(b) and isinstance(a, (str, tuple)))
+        if not comparable:
+            raise NetcError(f"cannot compare {describe(a)} and {describe(b)} with `{symbol}`", span, code="type")
+        try:
+            return {"lt": a < b, "le": a <= b, "gt": a > b, "ge": a >= b}[op]
+        except TypeError:
+            raise NetcError(f"cannot compare {describe(a)} and {describe(b)} with `{symbol}`", span, code="type")
+    if op == "add" and type(a) is type(b) and isinstance(a, (tuple, str)):
+        return a + b
+    if not (_number(a) and _number(b)):
+        bad = a if not _number(a) else b
+        raise NetcError(f"`{symbol}` needs numbers, got {describe(bad)}", span, code="type")
+    if op == "matmul":
+        raise NetcError("`@` needs two tensors", span, code="type")
+    if isinstance(a, Dim) or isinstance(b, Dim):
+        return _dim_binary(op, a, b, span)
+    try:
+        if op == "add":
+            return _checked_int(a + b, span)
+        if op == "sub":
+            return _checked_int(a - b, span)
+        if op == "mul":
+            return _checked_int(a * b, span)
+        if op == "div":
+            return a / b
+        if op == "floordiv":
+            return _checked_int(a // b, span)
+        if op == "mod":
+            return a % b
+        if op == "pow":
+            return _power(a, b, span)
+    except ZeroDivisionError:
+        raise NetcError("division by zero", span, code="type")
+    except OverflowError:
+        raise NetcError("the result is too large", span, code="type")
+    raise NetcError(f"unsupported operator `{symbol}`", span)
+
+
+def _power(a, b, span):
+    if is_int(a) and is_int(b) and b >= 0:
+        if abs(a) > 1 and b * math.log2(abs(a)) >= 63:
+            raise NetcError("integer overflow: compile-time integers must fit in 64 bits", span, code="type")
+        return a**b
+    if a == 0 and b < 0:
+        raise ZeroDivisionError
+    result = float(a) ** float(b)
+    if isinstance(result, complex):
+        raise NetcError(f"{a} ** {b} is not a real number", span, code="type")
+    return result
+
+
+def _dim_binary(op, a, b, span):
+    """Arithmetic on dimensions gives a derived dimension; it stays integral."""
+    if isinstance(a, float) or isinstance(b, float) or op in ("div", "pow"):
+        raise NetcError(
+            f"`{_SYMBOLS[op]}` on a dimension gives no dimension; use `+ - * // %` with integers", span, code="type"
+        )
+    if op == "add":
+        return D.add(a, b)
+    if op == "sub":
+        return D.sub(a, b)
+    if op == "mul":
+        return D.mul(a, b)
+    if isinstance(b, int) and b <= 0:
+        raise NetcError(f"`{_SYMBOLS[op]}` on a dimension needs a positive divisor, got {b}", span, code="type")
+    return D.floordiv(a, b) if op == "floordiv" else D.mod(a, b)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _suggest(name: str, candidates, what: str = "") -> tuple[str, ...]:
+    close = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
+    return (f"did you mean `{close[0]}`?",) if close else ()
+
+
+def _assigned(stmts) -> set:
+    """Every name a statement list may bind (for poisoning after an undecidable branch)."""
+    names = set()
+    for stmt in stmts:
+        if isinstance(stmt, S.Assign):
+            names.update(stmt.targets)
+        elif isinstance(stmt, S.Annotated):
+            names.add(stmt.target)
+        elif isinstance(stmt, S.Repeat):
+            names |= _assigned(stmt.body)
+            if stmt.var:
+                names.add(stmt.var)
+        elif isinstance(stmt, S.If):
+            for _, body in stmt.branches:
+                names |= _assigned(body)
+            names |= _assigned(stmt.orelse or ())
+    return names
+
+
+def _returns(stmts):
+    for stmt in stmts:
+        if isinstance(stmt, S.Return):
+            yield stmt
+        elif isinstance(stmt, S.Repeat):
+            yield from _returns(stmt.body)
+        elif isinstance(stmt, S.If):
+            for _, body in stmt.branches:
+                yield from _returns(body)
+            yield from _returns(stmt.orelse or ())

@@ -1,0 +1,101 @@
+"""The graph IR: small typed records in a networkx DiGraph.
+
+networkx is the container, not the schema: each graph node carries one `Node` payload
+under the key "node"; argument order lives in `Node.inputs`, edges only record that a
+node reads another. Nodes are added in elaboration order, which is a topological order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from netc.dsl.diagnostics import Span
+
+from .dims import DimLike, shape_text, to_json
+
+DTYPES = ("float32", "float64", "int64")
+FLOAT_DTYPES = ("float32", "float64")
+
+
+@dataclass(frozen=True)
+class TensorType:
+    shape: tuple[DimLike, ...]
+    dtype: str = "float32"
+
+    @property
+    def rank(self) -> int:
+        return len(self.shape)
+
+    def __str__(self) -> str:
+        prefix = "" if self.dtype == "float32" else self.dtype
+        return prefix + shape_text(self.shape)
+
+    def to_json(self) -> list:
+        return [to_json(d) for d in self.shape]
+
+
+@dataclass(frozen=True)
+class Value:
+    """Output `index` of node `node`."""
+
+    node: str
+    index: int = 0
+
+
+@dataclass(frozen=True, eq=False)
+class Node:
+    name: str  # the dotted path, unique in the graph: stage_1.bottleneck_0.conv2d_2
+    op: str
+    inputs: tuple[Value, ...]
+    attrs: dict
+    outputs: tuple[TensorType, ...]
+    params: dict[str, TensorType] = field(default_factory=dict)  # trainable, by local name
+    buffers: dict[str, TensorType] = field(default_factory=dict)
+    span: Span | None = None
+    scope: tuple[str, ...] = ()  # the block instances around it, outermost first
+    call_sites: tuple[Span, ...] = ()  # the block calls that expanded it, outermost first
+
+    @property
+    def parameter_count(self) -> int:
+        total = 0
+        for t in self.params.values():
+            n = 1
+            for d in t.shape:
+                n *= d
+            total += n
+        return total
+
+
+@dataclass
+class Graph:
+    name: str
+    g: nx.DiGraph = field(default_factory=nx.DiGraph)
+    inputs: list[str] = field(default_factory=list)  # names of the "input" nodes, in order
+    outputs: list[tuple[str, Value]] = field(default_factory=list)  # (output name, value)
+
+    def add(self, node: Node) -> Node:
+        if node.name in self.g:
+            raise ValueError(f"duplicate node {node.name}")
+        self.g.add_node(node.name, node=node)
+        for v in node.inputs:
+            self.g.add_edge(v.node, node.name)
+        return node
+
+    def node(self, name: str) -> Node:
+        return self.g.nodes[name]["node"]
+
+    def nodes(self):
+        """All nodes in insertion (elaboration) order."""
+        return [data["node"] for _, data in self.g.nodes(data=True)]
+
+    def type_of(self, value: Value) -> TensorType:
+        return self.node(value.node).outputs[value.index]
+
+    def __len__(self) -> int:
+        return self.g.number_of_nodes()
+
+    @property
+    def parameter_count(self) -> int:
+        return sum(n.parameter_count for n in self.nodes())

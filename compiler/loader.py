@@ -1,0 +1,120 @@
+"""Files -> a Program: the main module, its imports, and one namespace of definitions.
+
+Imports are relative to the importing file; a cycle is an error at the import that closes
+it. Names of blocks, networks and constants are unique across a file and its imports.
+Only the main file's networks are entry points.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from netc.dsl import syntax as S
+from netc.dsl.diagnostics import Diagnostic, NetcError, SourceMap, Span
+from netc.dsl.parser import parse
+
+from .ops import CALLABLE
+
+
+@dataclass
+class Program:
+    main: S.Module
+    sources: SourceMap
+    consts: dict[str, S.Const] = field(default_factory=dict)
+    blocks: dict[str, S.Block] = field(default_factory=dict)
+    networks: list[S.Network] = field(default_factory=list)
+
+
+def load_string(text: str, file: str = "<string>", sources: SourceMap | None = None) -> Program:
+    resolved = Path(file).resolve() if file != "<string>" else None
+    return _Loader(sources).load(text, file, resolved)
+
+
+def load_file(path: str | os.PathLike, sources: SourceMap | None = None) -> Program:
+    path = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise NetcError(f"no such file: {path}", code="io")
+    except IsADirectoryError:
+        raise NetcError(f"{path} is a directory, not a .net file", code="io")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise NetcError(f"cannot read {path}: {exc}", code="io")
+    return _Loader(sources).load(text, path, Path(path).resolve())
+
+
+class _Loader:
+    def __init__(self, sources: SourceMap | None):
+        self.sources = sources if sources is not None else SourceMap()
+        self.modules: dict[Path, S.Module] = {}
+        self.errors: list[Diagnostic] = []
+
+    def load(self, text: str, display: str, resolved: Path | None) -> Program:
+        self.sources.add(display, text)
+        main = parse(text, display)  # a syntax error in the main file stops here
+        program = Program(main, self.sources)
+        order: list[S.Module] = []
+        self._imports(main, display, resolved, [resolved] if resolved else [], order)
+        order.append(main)
+        defined: dict[str, Span] = {}
+        for module in order:
+            for item in module.consts:
+                self._define(program.consts, item.name, item, item.span, defined)
+            for item in module.blocks:
+                if item.name in CALLABLE:
+                    self.errors.append(
+                        Diagnostic(f"block `{item.name}` has the name of a built-in operator", item.name_span)
+                    )
+                    continue
+                self._define(program.blocks, item.name, item, item.span, defined)
+        for net in main.networks:
+            if net.name in defined:
+                self._duplicate(net.name, net.span, defined[net.name])
+            else:
+                defined[net.name] = net.span
+                program.networks.append(net)
+        if self.errors:
+            raise NetcError(self.errors)
+        return program
+
+    def _define(self, table, name, item, span, defined):
+        if name in defined:
+            self._duplicate(name, span, defined[name])
+            return
+        defined[name] = span
+        table[name] = item
+
+    def _duplicate(self, name, span, first):
+        self.errors.append(
+            Diagnostic(f"`{name}` is defined twice", span, (f"the first definition is at {first}",), code="name")
+        )
+
+    def _imports(self, module: S.Module, display: str, resolved: Path | None, stack: list, order: list):
+        base_dir = resolved.parent if resolved else Path.cwd()
+        for imp in module.imports:
+            target = (base_dir / imp.path).resolve()
+            shown = os.path.normpath(os.path.join(os.path.dirname(display), imp.path))
+            if target in stack:
+                cycle = " -> ".join(p.name for p in stack[stack.index(target) :] + [target])
+                self.errors.append(Diagnostic(f"import cycle: {cycle}", imp.span, code="import"))
+                continue
+            if target in self.modules:
+                continue
+            try:
+                text = target.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = "no such file" if isinstance(exc, FileNotFoundError) else str(exc)
+                self.errors.append(Diagnostic(f'cannot import "{imp.path}": {reason}', imp.span, code="import"))
+                continue
+            self.sources.add(shown, text)
+            try:
+                child = parse(text, shown)
+            except NetcError as exc:
+                notes = (f"imported at {imp.span}",)
+                self.errors += [Diagnostic(d.message, d.span, d.notes + notes, code=d.code) for d in exc.diagnostics]
+                continue
+            self.modules[target] = child
+            self._imports(child, shown, target, stack + [target], order)
+            order.append(child)

@@ -1,0 +1,254 @@
+"""Layers with parameters. Parameter shapes and counts equal the matching torch.nn layer."""
+
+from __future__ import annotations
+
+from .. import dims as D
+from ..ir import TensorType
+from .registry import (
+    Arg,
+    OpDef,
+    ShapeError,
+    bool_arg,
+    float_arg,
+    int_arg,
+    ints_arg,
+    padding_arg,
+    positive,
+    register,
+    require_float,
+    require_rank,
+    static,
+)
+
+_SPATIAL_NAMES = {1: ("length",), 2: ("height", "width")}
+
+
+def _x():
+    return Arg("x", None, tensor=True)
+
+
+def _bias_params(weight, attrs):
+    return {"weight": weight, "bias": (attrs["out"],)} if attrs["bias"] else {"weight": weight}
+
+
+# ---------------------------------------------------------------- linear
+
+
+def _linear_infer(inputs, attrs):
+    (x,) = inputs
+    require_float("linear", x)
+    if x.rank < 1:
+        raise ShapeError("linear expects an input with at least one axis, got a scalar")
+    static("linear", x.shape[-1], "number of input features (the last axis)")
+    return [TensorType(x.shape[:-1] + (attrs["out"],), x.dtype)]
+
+
+LINEAR = register(
+    OpDef(
+        "linear",
+        (_x(), Arg("out", int_arg(1)), Arg("bias", bool_arg, True)),
+        _linear_infer,
+        "layer",
+        params=lambda inputs, attrs: _bias_params((attrs["out"], inputs[0].shape[-1]), attrs),
+        doc="[..., in] -> [..., out]",
+    )
+)
+
+
+# ---------------------------------------------------------------- convolutions
+
+
+def conv_length(length, kernel, stride, padding, dilation):
+    """PyTorch's output length: (L + 2p - d(k - 1) - 1) // s + 1."""
+    span = dilation * (kernel - 1) + 1
+    return D.add(D.floordiv(D.sub(D.add(length, 2 * padding), span), stride), 1)
+
+
+def _conv_infer(name, spatial):
+    def infer(inputs, attrs):
+        (x,) = inputs
+        require_float(name, x)
+        layout = "N, C, L" if spatial == 1 else "N, C, H, W"
+        require_rank(name, x, (spatial + 2,), layout)
+        channels = static(name, x.shape[1], "number of input channels (axis 1)")
+        groups, out = attrs["groups"], attrs["out"]
+        if channels % groups:
+            raise ShapeError(f"{name}: groups={groups} does not divide the {channels} input channels", arg="groups")
+        if out % groups:
+            raise ShapeError(f"{name}: groups={groups} does not divide the {out} output channels", arg="groups")
+        padding = attrs["padding"]
+        if padding == "same" and any(s != 1 for s in attrs["stride"]):
+            raise ShapeError(f'{name}: padding="same" needs stride 1', arg="padding")
+        dims = []
+        for i, length in enumerate(x.shape[2:]):
+            if padding == "same":
+                dims.append(length)
+                continue
+            k, s, p, d = attrs["kernel"][i], attrs["stride"][i], padding[i], attrs["dilation"][i]
+            note = f"input {_SPATIAL_NAMES[spatial][i]} {length}, kernel {k}, stride {s}, padding {p}, dilation {d}"
+            dims.append(positive(name, conv_length(length, k, s, p, d), f"output {_SPATIAL_NAMES[spatial][i]}", [note]))
+        return [TensorType((x.shape[0], out, *dims), x.dtype)]
+
+    return infer
+
+
+def _conv_params(inputs, attrs):
+    channels = inputs[0].shape[1]
+    weight = (attrs["out"], channels // attrs["groups"], *attrs["kernel"])
+    return _bias_params(weight, attrs)
+
+
+def _conv(name, spatial):
+    args = (
+        _x(),
+        Arg("out", int_arg(1)),
+        Arg("kernel", ints_arg(spatial, 1)),
+        Arg("stride", ints_arg(spatial, 1), 1),
+        Arg("padding", padding_arg(spatial), 0),
+        Arg("dilation", ints_arg(spatial, 1), 1),
+        Arg("groups", int_arg(1), 1),
+        Arg("bias", bool_arg, True),
+    )
+    return register(OpDef(name, args, _conv_infer(name, spatial), "layer", params=_conv_params))
+
+
+CONV1D = _conv("conv1d", 1)
+CONV2D = _conv("conv2d", 2)
+
+
+def _conv_transpose_infer(inputs, attrs):
+    (x,) = inputs
+    name = "conv_transpose2d"
+    require_float(name, x)
+    require_rank(name, x, (4,), "N, C, H, W")
+    channels = static(name, x.shape[1], "number of input channels (axis 1)")
+    groups, out = attrs["groups"], attrs["out"]
+    if channels % groups or out % groups:
+        raise ShapeError(f"{name}: groups={groups} must divide the {channels} input and {out} output channels", arg="groups")
+    dims = []
+    for i, length in enumerate(x.shape[2:]):
+        k, s, p, op = attrs["kernel"][i], attrs["stride"][i], attrs["padding"][i], attrs["output_padding"][i]
+        if op >= s:
+            raise ShapeError(f"{name}: output_padding must be smaller than stride, got {op} and {s}", arg="output_padding")
+        # (L - 1) * s - 2p + (k - 1) + output_padding + 1
+        length = D.add(D.mul(D.sub(length, 1), s), k + op - 2 * p)
+        dims.append(positive(name, length, f"output {_SPATIAL_NAMES[2][i]}"))
+    return [TensorType((x.shape[0], out, *dims), x.dtype)]
+
+
+CONV_TRANSPOSE2D = register(
+    OpDef(
+        "conv_transpose2d",
+        (
+            _x(),
+            Arg("out", int_arg(1)),
+            Arg("kernel", ints_arg(2, 1)),
+            Arg("stride", ints_arg(2, 1), 1),
+            Arg("padding", ints_arg(2, 0), 0),
+            Arg("output_padding", ints_arg(2, 0), 0),
+            Arg("groups", int_arg(1), 1),
+            Arg("bias", bool_arg, True),
+        ),
+        _conv_transpose_infer,
+        "layer",
+        params=lambda inputs, attrs: _bias_params(
+            (inputs[0].shape[1], attrs["out"] // attrs["groups"], *attrs["kernel"]), attrs
+        ),
+    )
+)
+
+
+# ---------------------------------------------------------------- normalization
+
+
+def _channels(name, x, ranks, layout):
+    require_float(name, x)
+    require_rank(name, x, ranks, layout)
+    return static(name, x.shape[1], "number of channels (axis 1)")
+
+
+def _batchnorm_infer(inputs, attrs):
+    _channels("batchnorm", inputs[0], (2, 3, 4, 5), "channels on axis 1")
+    return [inputs[0]]
+
+
+def _batchnorm_buffers(inputs, attrs):
+    channels, dtype = inputs[0].shape[1], inputs[0].dtype
+    return {
+        "running_mean": TensorType((channels,), dtype),
+        "running_var": TensorType((channels,), dtype),
+        "num_batches_tracked": TensorType((), "int64"),
+    }
+
+
+BATCHNORM = register(
+    OpDef(
+        "batchnorm",
+        (_x(), Arg("eps", float_arg(minimum=0.0), 1e-5), Arg("momentum", float_arg(0.0), 0.1)),
+        _batchnorm_infer,
+        "layer",
+        params=lambda inputs, attrs: {"weight": (inputs[0].shape[1],), "bias": (inputs[0].shape[1],)},
+        buffers=_batchnorm_buffers,
+    )
+)
+
+
+def _layernorm_infer(inputs, attrs):
+    (x,) = inputs
+    require_float("layernorm", x)
+    count = attrs["dims"]
+    if count > x.rank:
+        raise ShapeError(f"layernorm cannot normalize the last {count} axes of a tensor of rank {x.rank}", arg="dims")
+    for d in x.shape[x.rank - count :]:
+        static("layernorm", d, "size of each normalized axis")
+    return [x]
+
+
+LAYERNORM = register(
+    OpDef(
+        "layernorm",
+        (_x(), Arg("dims", int_arg(1), 1), Arg("eps", float_arg(minimum=0.0), 1e-5)),
+        _layernorm_infer,
+        "layer",
+        params=lambda inputs, attrs: {
+            "weight": tuple(inputs[0].shape[-attrs["dims"] :]),
+            "bias": tuple(inputs[0].shape[-attrs["dims"] :]),
+        },
+    )
+)
+
+
+def _groupnorm_infer(inputs, attrs):
+    channels = _channels("groupnorm", inputs[0], (2, 3, 4, 5), "channels on axis 1")
+    if channels % attrs["groups"]:
+        raise ShapeError(f"groupnorm: groups={attrs['groups']} does not divide the {channels} channels", arg="groups")
+    return [inputs[0]]
+
+
+GROUPNORM = register(
+    OpDef(
+        "groupnorm",
+        (_x(), Arg("groups", int_arg(1)), Arg("eps", float_arg(minimum=0.0), 1e-5)),
+        _groupnorm_infer,
+        "layer",
+        params=lambda inputs, attrs: {"weight": (inputs[0].shape[1],), "bias": (inputs[0].shape[1],)},
+    )
+)
+
+
+def _embedding_infer(inputs, attrs):
+    (ids,) = inputs
+    if ids.dtype != "int64":
+        raise ShapeError(f"embedding expects int64 ids, got {ids.dtype}")
+    return [TensorType(ids.shape + (attrs["dim"],), "float32")]
+
+
+EMBEDDING = register(
+    OpDef(
+        "embedding",
+        (Arg("ids", None, tensor=True), Arg("num", int_arg(1)), Arg("dim", int_arg(1))),
+        _embedding_infer,
+        "layer",
+        params=lambda inputs, attrs: {"weight": (attrs["num"], attrs["dim"])},
+    )
+)

@@ -1,0 +1,315 @@
+"""The op registry: every operator declared once, all its rules side by side.
+
+An `OpDef` holds the signature (tensor inputs and attributes with their validators), the
+shape/dtype rule, and the parameter and buffer shapes. Later stages add their rules to
+the same entry (gradient, torch lowering, ONNX lowering) through the fields reserved
+here. Families (`unary`, `binary`) come from factories so a concrete op is one line.
+
+Shape rules are pure functions `(inputs: list[TensorType], attrs: dict) -> list[TensorType]`
+that raise `ShapeError` naming the dimension at fault.
+"""
+
+from __future__ import annotations
+
+import keyword
+from dataclasses import dataclass
+from typing import Callable
+
+from .. import dims as D
+from ..dims import Dim, DimLike, shape_text
+from ..ir import FLOAT_DTYPES, TensorType
+
+REQUIRED = object()
+
+
+class ShapeError(Exception):
+    """A shape or dtype rule failed; `arg` names the argument to blame (else the call)."""
+
+    def __init__(self, message: str, arg: str | None = None, notes=()):
+        super().__init__(message)
+        self.message = message
+        self.arg = arg
+        self.notes = tuple(notes)
+
+
+class ArgError(Exception):
+    """An attribute value is of the wrong kind; raised by validators."""
+
+
+@dataclass(frozen=True)
+class Arg:
+    name: str
+    check: Callable | None  # validator for attributes; None for tensor inputs
+    default: object = REQUIRED
+    tensor: bool = False
+    variadic: bool = False  # collects every remaining positional tensor (concat)
+
+
+@dataclass(frozen=True)
+class OpDef:
+    name: str
+    args: tuple[Arg, ...]
+    infer: Callable  # (inputs, attrs) -> list[TensorType]
+    kind: str  # layer, elementwise, binary, structure, loss, source
+    params: Callable | None = None  # (inputs, attrs) -> {local name: shape}
+    buffers: Callable | None = None  # (inputs, attrs) -> {local name: TensorType}
+    doc: str = ""
+    n_outputs: int | None = 1  # None: decided by the shape rule (split)
+    # Reserved for later stages; each stage fills its own rule for every op.
+    grad: Callable | None = None
+    torch: object = None
+    onnx: object = None
+
+    @property
+    def tensor_args(self) -> tuple[Arg, ...]:
+        return tuple(a for a in self.args if a.tensor)
+
+    @property
+    def attr_args(self) -> tuple[Arg, ...]:
+        return tuple(a for a in self.args if not a.tensor)
+
+
+REGISTRY: dict[str, OpDef] = {}
+
+
+def register(op: OpDef) -> OpDef:
+    if not op.name.isidentifier() or keyword.iskeyword(op.name):
+        raise ValueError(f"bad op name {op.name!r}")
+    if op.name in REGISTRY:
+        raise ValueError(f"op {op.name!r} registered twice")
+    names = [a.name for a in op.args]
+    if len(set(names)) != len(names) or "name" in names:
+        raise ValueError(f"op {op.name!r}: bad argument names {names}")
+    REGISTRY[op.name] = op
+    return op
+
+
+# ---------------------------------------------------------------- value descriptions
+
+
+def describe(value) -> str:
+    """How a compile-time value reads in a message: `the int 3`, `the string "x"`."""
+    from ..values import Tensor  # local: values imports this module's siblings
+
+    if isinstance(value, bool):
+        return f"the bool {'true' if value else 'false'}"
+    if isinstance(value, int):
+        return f"the int {value}"
+    if isinstance(value, float):
+        return f"the float {value!r}"
+    if isinstance(value, str):
+        return f'the string "{value}"'
+    if isinstance(value, Dim):
+        return f"the symbolic dimension {value.text()}"
+    if isinstance(value, tuple):
+        return "the tuple (" + ", ".join(_short(v) for v in value) + ")"
+    if isinstance(value, Tensor):
+        return f"a tensor of shape {value.type}"
+    return str(value)
+
+
+def _short(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, Dim):
+        return value.text()
+    if isinstance(value, tuple):
+        return "(" + ", ".join(_short(v) for v in value) + ")"
+    return str(value)
+
+
+# ---------------------------------------------------------------- attribute validators
+
+
+def is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def int_arg(minimum: int | None = None):
+    def check(value):
+        if isinstance(value, Dim):
+            raise ArgError(f"needs an integer, got {describe(value)}, which is only known at run time")
+        if not is_int(value):
+            raise ArgError(f"needs an integer, got {describe(value)}")
+        if minimum is not None and value < minimum:
+            raise ArgError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return check
+
+
+def float_arg(minimum: float | None = None, below: float | None = None):
+    def check(value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ArgError(f"needs a number, got {describe(value)}")
+        value = float(value)
+        if minimum is not None and value < minimum:
+            raise ArgError(f"must be at least {minimum}, got {value}")
+        if below is not None and value >= below:
+            raise ArgError(f"must be less than {below}, got {value}")
+        return value
+
+    return check
+
+
+def bool_arg(value):
+    if not isinstance(value, bool):
+        raise ArgError(f"needs true or false, got {describe(value)}")
+    return value
+
+
+def choice_arg(*choices):
+    def check(value):
+        if value not in choices or not isinstance(value, str):
+            options = " or ".join(f'"{c}"' for c in choices)
+            raise ArgError(f"must be {options}, got {describe(value)}")
+        return value
+
+    return check
+
+
+def ints_arg(count: int, minimum: int = 0):
+    """An int, or a tuple of `count` ints (one per spatial axis); normalized to a tuple."""
+
+    def check(value):
+        items = (value,) if not isinstance(value, tuple) else value
+        if len(items) != count and not (len(items) == 1 and not isinstance(value, tuple)):
+            raise ArgError(f"needs an int or a tuple of {count} ints, got {describe(value)}")
+        for item in items:
+            if not is_int(item):
+                raise ArgError(f"needs an int or a tuple of {count} ints, got {describe(value)}")
+            if item < minimum:
+                raise ArgError(f"must be at least {minimum}, got {describe(value)}")
+        return items * count if len(items) == 1 else tuple(items)
+
+    return check
+
+
+def padding_arg(count: int):
+    ints = ints_arg(count, 0)
+
+    def check(value):
+        if value == "same" and isinstance(value, str):
+            return "same"
+        if isinstance(value, str):
+            raise ArgError(f'needs an int, a tuple of {count} ints or "same", got {describe(value)}')
+        return ints(value)
+
+    return check
+
+
+def axes_arg(value):
+    items = value if isinstance(value, tuple) else (value,)
+    if not items or not all(is_int(a) for a in items):
+        raise ArgError(f"needs an axis or a tuple of axes, got {describe(value)}")
+    return tuple(items)
+
+
+def dims_arg(value):
+    """A shape: a tuple of ints and dimensions (an int alone is a 1-tuple)."""
+    items = value if isinstance(value, tuple) else (value,)
+    for item in items:
+        if not D.is_dim(item):
+            raise ArgError(f"needs a tuple of dimensions, got {describe(value)}")
+    return tuple(items)
+
+
+def sizes_arg(value):
+    if is_int(value):
+        if value < 1:
+            raise ArgError(f"must be at least 1, got {value}")
+        return value
+    if isinstance(value, tuple) and value and all(is_int(v) and v >= 0 for v in value):
+        return value
+    raise ArgError(f"needs a part size or a tuple of part sizes, got {describe(value)}")
+
+
+# ---------------------------------------------------------------- shape helpers
+
+
+def normalize_axis(axis: int, rank: int, what: str = "axis", arg: str = "axis") -> int:
+    if not -rank <= axis < rank:
+        raise ShapeError(f"{what} {axis} is out of range for a tensor of rank {rank}", arg=arg)
+    return axis % rank
+
+
+def require_float(op: str, t: TensorType, what: str = "input"):
+    if t.dtype not in FLOAT_DTYPES:
+        raise ShapeError(f"{op} expects a float tensor as {what}, got {t.dtype}")
+
+
+def require_rank(op: str, t: TensorType, ranks, layout: str = ""):
+    if t.rank not in ranks:
+        want = " or ".join(str(r) for r in ranks)
+        hint = f" ({layout})" if layout else ""
+        raise ShapeError(f"{op} expects an input of rank {want}{hint}, got shape {shape_text(t.shape)}")
+
+
+def static(op: str, d: DimLike, what: str) -> int:
+    """A dimension that parameters depend on must be known at compile time."""
+    if not isinstance(d, int):
+        raise ShapeError(f"{op} needs a known {what}, but it is {d} (symbolic)")
+    return d
+
+
+def positive(op: str, d: DimLike, what: str, notes=()) -> DimLike:
+    if isinstance(d, int) and d <= 0:
+        raise ShapeError(f"{op} would make the {what} {d}: the input is too small", notes=notes)
+    return d
+
+
+def broadcast(a: tuple, b: tuple) -> tuple | None:
+    """NumPy broadcasting; None where a mismatch is provable."""
+    out = []
+    for i in range(1, max(len(a), len(b)) + 1):
+        x = a[-i] if i <= len(a) else 1
+        y = b[-i] if i <= len(b) else 1
+        if x == 1:
+            out.append(y)
+        elif y == 1 or D.equal(x, y):
+            out.append(x)
+        elif D.provably_unequal(x, y):
+            return None
+        else:
+            out.append(x)  # unprovable (N vs M): assume they agree at run time
+    return tuple(reversed(out))
+
+
+def same_dtype(op: str, a: TensorType, b: TensorType):
+    if a.dtype != b.dtype:
+        raise ShapeError(f"{op} needs operands of one dtype, got {a.dtype} and {b.dtype}")
+
+
+# ---------------------------------------------------------------- families
+
+
+def unary(name: str, *extra: Arg, kind: str = "elementwise", dtypes=FLOAT_DTYPES, doc: str = "", **rules) -> OpDef:
+    """An element-wise function of one tensor: the output type is the input type."""
+
+    def infer(inputs, attrs):
+        (x,) = inputs
+        if x.dtype not in dtypes:
+            raise ShapeError(f"{name} expects a float tensor, got {x.dtype}")
+        return [x]
+
+    return register(OpDef(name, (Arg("x", None, tensor=True), *extra), infer, kind, doc=doc, **rules))
+
+
+def binary(name: str, symbol: str, verb: str, doc: str = "", **rules) -> OpDef:
+    """An element-wise binary operator with NumPy broadcasting."""
+
+    def infer(inputs, attrs):
+        a, b = inputs
+        if a.dtype != b.dtype:
+            raise ShapeError(f"cannot {verb} tensors of dtypes {a.dtype} and {b.dtype}")
+        shape = broadcast(a.shape, b.shape)
+        if shape is None:
+            raise ShapeError(
+                f"cannot {verb} tensors of shapes {shape_text(a.shape)} and {shape_text(b.shape)}"
+            )
+        return [TensorType(shape, a.dtype)]
+
+    args = (Arg("a", None, tensor=True), Arg("b", None, tensor=True))
+    return register(OpDef(name, args, infer, "binary", doc=doc or f"a {symbol} b", **rules))

@@ -83,8 +83,8 @@ def time_spec(netc: str, spec: Path, runs: int) -> tuple[list[float], str]:
 
 
 def node_count(output: str, estimate: int | None) -> str:
-    """The node count netc reports (`... 1,234 nodes ...`), else an estimate."""
-    match = re.search(r"([\d,]+)\s+nodes", output)
+    """The count netc's summary reports (`Total ... 1,234 layers`), else an estimate."""
+    match = re.search(r"(\d[\d,]*)\s+(?:layers|nodes)\b", output)
     if match:
         return match.group(1)
     return f"~{estimate:,}" if estimate is not None else "?"

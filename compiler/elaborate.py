@@ -49,7 +49,7 @@ class Limits:
 
     @property
     def max_steps(self) -> int:
-        return 10 * self.max_nodes + 1000
+        return 2 * self.max_nodes + 10_000  # statements run; a real spec runs about one per node
 
 
 @dataclass

@@ -486,7 +486,15 @@ class Elaborator:
         operands = []
         for side, sub in ((left, expr.left), (right, expr.right)):
             operands.append(side if isinstance(side, Tensor) else self._scalar(side, tensor, sub, frame))
-        return self._node(REGISTRY[_OPERATOR_NODES[op]], operands, {}, frame, expr.span, op)
+        try:
+            return self._node(REGISTRY[_OPERATOR_NODES[op]], operands, {}, frame, expr.span, op)
+        except NetcError as exc:
+            if op in ("add", "sub") and isinstance(left, Tensor) and isinstance(right, Tensor):
+                hint = _projection_hint(expr, left.type.shape, right.type.shape)
+                if hint:
+                    d = exc.diagnostic
+                    raise NetcError(d.message, d.span, notes=d.notes + (hint,), code=d.code)
+            raise
 
     def _scalar(self, value, tensor: Tensor, expr, frame: Frame) -> Tensor:
         """A constant operand of a tensor operator: a 0-d tensor of the tensor's dtype."""
@@ -798,6 +806,21 @@ def _dim_binary(op, a, b, span):
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def _projection_hint(expr: S.Binary, a: tuple, b: tuple) -> str | None:
+    """For a residual add whose sides differ in channels (and maybe stride), name the
+    1x1 projection conv that would make the skip side match."""
+    if len(a) != 4 or len(b) != 4 or not all(isinstance(d, int) for d in a[1:] + b[1:]):
+        return None
+    skip_expr, skip, main = (expr.right, b, a) if isinstance(expr.right, S.Name) else (expr.left, a, b)
+    if skip[1] == main[1] or not isinstance(skip_expr, S.Name):
+        return None
+    if skip[2] % main[2] or skip[3] % main[3] or skip[2] // main[2] != skip[3] // main[3]:
+        return None
+    stride = skip[2] // main[2]
+    conv = f"conv2d({main[1]}, kernel=1" + (f", stride={stride}" if stride != 1 else "") + ")"
+    return f"`{skip_expr.id}` has {skip[1]} channels; a projection {conv} would match"
 
 
 def _suggest(name: str, candidates, what: str = "") -> tuple[str, ...]:

@@ -1,0 +1,62 @@
+"""Symbolic dimensions: folding, text in Python syntax, and what counts as provable."""
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from netc.compiler import compile_string
+from netc.compiler import dims as D
+
+H, W, N = D.symbol("H"), D.symbol("W"), D.symbol("N")
+
+
+@pytest.mark.parametrize(
+    "value,text",
+    [
+        (D.add(D.floordiv(D.sub(D.add(H, 2), 3), 2), 1), "(H - 1) // 2 + 1"),
+        (D.add(D.floordiv(D.sub(D.add(H, 2), 3), 1), 1), "H"),
+        (D.mul(H, 2), "2 * H"),
+        (D.mul(D.floordiv(H, 2), 2), "2 * (H // 2)"),
+        (D.mul(H, W), "H * W"),
+        (D.sub(0, H), "-H"),
+        (D.floordiv(D.mul(H, 4), 2), "2 * H"),
+        (D.mod(D.mul(H, 4), 2), 0),
+        (D.floordiv(D.mul(H, W), D.mul(H, W)), 1),
+    ],
+)
+def test_text(value, text):
+    assert (value.text() if isinstance(value, D.Dim) else value) == text
+
+
+def test_provable_only():
+    assert D.provably_unequal(H, D.add(H, 1))
+    assert not D.provably_unequal(H, W)  # may be equal at run time
+    assert D.equal(D.add(H, W), D.add(W, H))
+    assert not D.provably_unequal(D.floordiv(H, 2), H)
+
+
+@given(st.integers(-50, 50), st.integers(-50, 50), st.integers(1, 9), st.integers(1, 200))
+def test_folding_agrees_with_integers(a, b, c, h):
+    """Evaluating the folded expression at H = h gives Python's integer result."""
+    expr = D.add(D.floordiv(D.add(D.mul(H, a), b), c), a)
+    text = expr.text() if isinstance(expr, D.Dim) else str(expr)
+    assert eval(text, {"H": h}) == (h * a + b) // c + a
+
+
+def test_symbolic_shapes_through_layers():
+    compiled = compile_string(
+        "network n(x: [N, 3, H, W]) {\n"
+        "  y = x -> conv2d(8, kernel=3, padding=1) -> maxpool2d(2) -> flatten\n"
+        "  z: [N, _] = y\n"
+        "  return y\n"
+        "}\n"
+    )
+    batch, features = compiled.summary()["outputs"][0]["shape"]
+    assert batch == "N"
+    for h, w in [(10, 12), (7, 9), (2, 2)]:  # the derived size is what torch would give
+        assert eval(features, {"H": h, "W": w}) == 8 * (h // 2) * (w // 2)
+
+
+def test_same_padding_keeps_symbolic_size():
+    compiled = compile_string('network n(x: [N, 3, H, W]) { return x -> conv2d(8, kernel=3, padding="same") }')
+    assert compiled.summary()["outputs"][0]["shape"] == ["N", 8, "H", "W"]

@@ -15,6 +15,7 @@ timed runs; a non-zero exit aborts with netc's stderr.
 
     python bench/check_speed.py [--runs 5] [--netc PATH]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -72,8 +73,10 @@ def run_once(netc: str, spec: Path) -> tuple[float, str]:
     proc = subprocess.run([netc, "check", str(spec)], capture_output=True, text=True)
     elapsed = time.perf_counter() - start
     if proc.returncode != 0:
-        sys.exit(f"check_speed: `netc check {spec}` exited {proc.returncode}:\n"
-                 f"{proc.stderr or proc.stdout}")
+        sys.exit(
+            f"check_speed: `netc check {spec}` exited {proc.returncode}:\n"
+            f"{proc.stderr or proc.stdout}"
+        )
     return elapsed, proc.stdout + proc.stderr
 
 
@@ -107,9 +110,17 @@ def main() -> None:
     if RESNET50.exists():
         times, out = time_spec(netc, RESNET50, args.runs)
         med = statistics.median(times)
-        rows.append(["resnet50", f"16 / {node_count(out, None)}", med, min(times), max(times),
-                     f"{med / RESNET_TARGET_S:.2f}x of 0.5 s",
-                     f"< {RESNET_TARGET_S} s {mark(med < RESNET_TARGET_S)}"])
+        rows.append(
+            [
+                "resnet50",
+                f"16 / {node_count(out, None)}",
+                med,
+                min(times),
+                max(times),
+                f"{med / RESNET_TARGET_S:.2f}x of 0.5 s",
+                f"< {RESNET_TARGET_S} s {mark(med < RESNET_TARGET_S)}",
+            ]
+        )
     else:
         print(f"note: {RESNET50.relative_to(ROOT)} not found; skipping the resnet50 row\n")
 
@@ -128,9 +139,17 @@ def main() -> None:
                     if blocks == 10_000:
                         target = f"<= {SCALING_TARGET:.0f}x {mark(r <= SCALING_TARGET)}"
                 estimate = NODES_PER_BLOCK * blocks + 2
-                rows.append([f"deep {variant} {blocks:,}",
-                             f"{blocks:,} / {node_count(out, estimate)}",
-                             med, min(times), max(times), ratio, target])
+                rows.append(
+                    [
+                        f"deep {variant} {blocks:,}",
+                        f"{blocks:,} / {node_count(out, estimate)}",
+                        med,
+                        min(times),
+                        max(times),
+                        ratio,
+                        target,
+                    ]
+                )
 
     header = ["spec", "blocks / nodes", "median s", "min s", "max s", "ratio", "target"]
     cells = [[c if isinstance(c, str) else f"{c:.3f}" for c in row] for row in rows]

@@ -31,7 +31,12 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--network", help="the network to check, where the file defines several")
     check.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     check.add_argument("--dump-ir", action="store_true", help="print the graph IR instead of the summary")
-    check.add_argument("--max-nodes", type=_positive, default=1_000_000, help="cap on elaborated nodes (default 1000000)")
+    check.add_argument(
+        "--max-nodes",
+        type=_positive,
+        default=1_000_000,
+        help="cap on elaborated nodes (default 1000000)",
+    )
     check.add_argument("--max-depth", type=_positive, default=64, help="cap on nested block calls (default 64)")
     check.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     return parser
@@ -84,7 +89,10 @@ def main(argv=None) -> int:
         traceback.print_exception(exc)
     kind = "internal invariant broken" if isinstance(exc, InternalError) else type(exc).__name__
     first = str(exc).splitlines()[0] if str(exc) else ""
-    print(f"netc: internal error ({kind}): {first} (this is a bug in netc; rerun with --debug for details)", file=sys.stderr)
+    print(
+        f"netc: internal error ({kind}): {first} (this is a bug in netc; rerun with --debug for details)",
+        file=sys.stderr,
+    )
     return EXIT_INTERNAL
 
 
@@ -148,7 +156,12 @@ def _print_summary(compiled) -> None:
         table.add_row(name, "input", type_text(node.outputs[0]), "")
     for node in compiled.layers():
         count = node.parameter_count
-        table.add_row(node.name, node.op, ", ".join(type_text(t) for t in node.outputs), f"{count:,}" if count else "")
+        table.add_row(
+            node.name,
+            node.op,
+            ", ".join(type_text(t) for t in node.outputs),
+            f"{count:,}" if count else "",
+        )
     table.add_section()
     outputs = ", ".join(f"{name} {type_text(g.type_of(v))}" for name, v in g.outputs)
     table.add_row("Total", f"{len(compiled.layers())} layers", outputs, f"{compiled.parameters:,}")

@@ -34,7 +34,9 @@ class OpAtom:
     right: DimLike
 
     def text(self) -> str:
-        return f"{_operand_text(self.left, self.op, left=True)} {self.op} {_operand_text(self.right, self.op, left=False)}"
+        return (
+            f"{_operand_text(self.left, self.op, left=True)} {self.op} {_operand_text(self.right, self.op, left=False)}"
+        )
 
 
 Atom = Union[Sym, OpAtom]
@@ -80,28 +82,19 @@ class Dim:
             out += (" - " if negative else " + ") + body
         return out
 
-    @property
-    def is_sum(self) -> bool:
-        return len(self.terms) + (1 if self.const else 0) > 1 or (
-            len(self.terms) == 1 and self.terms[0][1] != 1
-        )
-
 
 def _atom_key(atom: Atom) -> str:
     return atom.text()
 
 
 def _operand_text(value: DimLike, op: str, left: bool) -> str:
+    """Parenthesizes as Python needs: `*`, `//` and `%` share a precedence and group left."""
     if isinstance(value, int):
         return str(value) if value >= 0 else f"({value})"
     text = value.text()
-    if value.is_sum or value.const < 0:
+    single = len(value.terms) == 1 and value.const == 0 and value.terms[0][1] == 1
+    if not single or (not left and isinstance(value.terms[0][0], OpAtom)):
         return f"({text})"
-    if not left and value.terms and isinstance(value.terms[0][0], OpAtom):
-        return f"({text})"  # a // (b // c)
-    if left and op != "*" and value.terms and isinstance(value.terms[0][0], OpAtom):
-        if value.terms[0][0].op == "*" and op in ("//", "%"):
-            return text  # a * b // c reads left to right as intended
     return text
 
 
@@ -114,7 +107,9 @@ def _of_atom(atom: Atom) -> Dim:
 
 
 def _normalize(terms: dict, order: list, const: int) -> DimLike:
-    kept = tuple((order_atom, terms[_atom_key(order_atom)]) for order_atom in order if terms[_atom_key(order_atom)] != 0)
+    kept = tuple(
+        (order_atom, terms[_atom_key(order_atom)]) for order_atom in order if terms[_atom_key(order_atom)] != 0
+    )
     if not kept:
         return const
     return Dim(kept, const)

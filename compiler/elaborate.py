@@ -63,7 +63,9 @@ class Frame:
     taken: dict = field(default_factory=dict)  # local instance name -> span
 
     def notes(self) -> tuple[str, ...]:
-        return tuple(f"in block `{block}`, expanded from the call at {span}" for block, span in reversed(self.expansions))
+        return tuple(
+            f"in block `{block}`, expanded from the call at {span}" for block, span in reversed(self.expansions)
+        )
 
 
 _CONST_FRAME_PATH = ("<constants>",)
@@ -119,7 +121,11 @@ class Elaborator:
             if net.name == name:
                 return net
         names = ", ".join(n.name for n in nets)
-        raise NetcError(f"no network named `{name}`; the file defines {names}", nets[0].name_span, code="network")
+        raise NetcError(
+            f"no network named `{name}`; the file defines {names}",
+            nets[0].name_span,
+            code="network",
+        )
 
     # ------------------------------------------------------------ diagnostics
 
@@ -145,7 +151,11 @@ class Elaborator:
                 bad.add(d.name)
             for stray in _returns(d.body[:-1] if d.body else ()):
                 self.errors.append(
-                    Diagnostic(f"`return` must be the last statement of {kind} `{d.name}`", stray.span, code="return")
+                    Diagnostic(
+                        f"`return` must be the last statement of {kind} `{d.name}`",
+                        stray.span,
+                        code="return",
+                    )
                 )
                 bad.add(d.name)
         return bad
@@ -167,7 +177,10 @@ class Elaborator:
             if value is POISON:
                 continue
             if not isinstance(value, Tensor):
-                self._record(NetcError(f"a network output must be a tensor, got {describe(value)}", expr.span), frame)
+                self._record(
+                    NetcError(f"a network output must be a tensor, got {describe(value)}", expr.span),
+                    frame,
+                )
                 continue
             out_name = expr.id if isinstance(expr, S.Name) and expr.id not in used else f"output_{k}"
             used.add(out_name)
@@ -176,7 +189,10 @@ class Elaborator:
     def _input(self, inp: S.Input, frame: Frame):
         dtype = inp.dtype or "float32"
         if dtype not in DTYPES:
-            self._record(NetcError(f"unknown dtype `{dtype}`; expected float32, float64 or int64", inp.dtype_span), frame)
+            self._record(
+                NetcError(f"unknown dtype `{dtype}`; expected float32, float64 or int64", inp.dtype_span),
+                frame,
+            )
             dtype = "float32"
         shape = []
         for expr in inp.shape:
@@ -195,13 +211,28 @@ class Elaborator:
             if value is POISON:
                 return self._bind(frame, inp.name, POISON)
             if not is_int(value) or value < 1:
-                self._record(NetcError(f"an input dimension must be a positive integer or a name, got {describe(value)}", expr.span), frame)
+                self._record(
+                    NetcError(
+                        f"an input dimension must be a positive integer or a name, got {describe(value)}",
+                        expr.span,
+                    ),
+                    frame,
+                )
                 return self._bind(frame, inp.name, POISON)
             shape.append(value)
         if inp.name in frame.vars and isinstance(frame.vars[inp.name], Tensor):
             self._record(NetcError(f"input `{inp.name}` is declared twice", inp.span), frame)
             return
-        node = self._add(Node(inp.name, "input", (), {"type": TensorType(tuple(shape), dtype)}, (TensorType(tuple(shape), dtype),), span=inp.span))
+        node = self._add(
+            Node(
+                inp.name,
+                "input",
+                (),
+                {"type": TensorType(tuple(shape), dtype)},
+                (TensorType(tuple(shape), dtype),),
+                span=inp.span,
+            )
+        )
         frame.vars[inp.name] = Tensor(Value(node.name), node.outputs[0])
         self.graph.inputs.append(node.name)
 
@@ -228,7 +259,11 @@ class Elaborator:
         for stmt in stmts:
             self.steps += 1
             if self.steps > self.limits.max_steps:
-                raise FatalError(f"elaboration takes more than {self.limits.max_steps} steps", stmt.span, code="limit")
+                raise FatalError(
+                    f"elaboration takes more than {self.limits.max_steps} steps",
+                    stmt.span,
+                    code="limit",
+                )
             try:
                 self._stmt(stmt, frame)
             except FatalError:
@@ -254,7 +289,10 @@ class Elaborator:
                 return
             got = len(value.values) if isinstance(value, Multi) else 1
             if got != len(stmt.targets):
-                raise NetcError(f"cannot unpack {got} value{'s' * (got != 1)} into {len(stmt.targets)} names", stmt.value.span)
+                raise NetcError(
+                    f"cannot unpack {got} value{'s' * (got != 1)} into {len(stmt.targets)} names",
+                    stmt.value.span,
+                )
             for target, v in zip(stmt.targets, value.values):
                 self._bind(frame, target, v)
         elif isinstance(stmt, S.Annotated):
@@ -303,9 +341,17 @@ class Elaborator:
                 frame.vars[name] = POISON
             return
         if isinstance(count, Dim):
-            raise NetcError(f"a repeat count must be an integer known at compile time, got {describe(count)}", stmt.count.span, code="type")
+            raise NetcError(
+                f"a repeat count must be an integer known at compile time, got {describe(count)}",
+                stmt.count.span,
+                code="type",
+            )
         if not is_int(count) or count < 0:
-            raise NetcError(f"a repeat count must be a non-negative integer, got {describe(count)}", stmt.count.span, code="type")
+            raise NetcError(
+                f"a repeat count must be a non-negative integer, got {describe(count)}",
+                stmt.count.span,
+                code="type",
+            )
         if count * max(1, len(stmt.body)) > self.limits.max_steps:
             raise FatalError(
                 f"repeat {count} is too large: elaboration is limited to {self.limits.max_steps} steps "
@@ -368,7 +414,11 @@ class Elaborator:
             if value is POISON:
                 return POISON
             if expr.attr != "shape":
-                raise NetcError(f"unknown attribute `{expr.attr}`; a tensor has only `.shape`", expr.attr_span, code="name")
+                raise NetcError(
+                    f"unknown attribute `{expr.attr}`; a tensor has only `.shape`",
+                    expr.attr_span,
+                    code="name",
+                )
             if not isinstance(value, Tensor):
                 raise NetcError(f"`.shape` needs a tensor, got {describe(value)}", expr.value.span, code="type")
             return tuple(value.type.shape)
@@ -419,13 +469,21 @@ class Elaborator:
         if is_poison(base, index):
             return POISON
         if isinstance(base, Tensor):
-            raise NetcError("a tensor cannot be indexed; use `split`, or `.shape[i]` for its size", expr.span, code="type")
+            raise NetcError(
+                "a tensor cannot be indexed; use `split`, or `.shape[i]` for its size",
+                expr.span,
+                code="type",
+            )
         if not isinstance(base, tuple):
             raise NetcError(f"only a tuple can be indexed, got {describe(base)}", expr.value.span, code="type")
         if not is_int(index):
             raise NetcError(f"an index must be an integer, got {describe(index)}", expr.index.span, code="type")
         if not -len(base) <= index < len(base):
-            raise NetcError(f"index {index} is out of range for a tuple of {len(base)} items", expr.index.span, code="type")
+            raise NetcError(
+                f"index {index} is out of range for a tuple of {len(base)} items",
+                expr.index.span,
+                code="type",
+            )
         return base[index]
 
     def _unary(self, expr: S.Unary, frame: Frame):
@@ -434,7 +492,11 @@ class Elaborator:
             return POISON
         if expr.op == "not":
             if not isinstance(value, bool):
-                raise NetcError(f"`not` needs true or false, got {describe(value)}", expr.operand.span, code="type")
+                raise NetcError(
+                    f"`not` needs true or false, got {describe(value)}",
+                    expr.operand.span,
+                    code="type",
+                )
             return not value
         if isinstance(value, Tensor):
             return self._node(REGISTRY["neg"], [value], {}, frame, expr.span, "neg")
@@ -456,7 +518,11 @@ class Elaborator:
                 return left
             right = self._eval(expr.right, frame)
             if right is not POISON and not isinstance(right, bool):
-                raise NetcError(f"`{op}` needs true or false, got {describe(right)}", expr.right.span, code="type")
+                raise NetcError(
+                    f"`{op}` needs true or false, got {describe(right)}",
+                    expr.right.span,
+                    code="type",
+                )
             return right
         right = self._eval(expr.right, frame)
         if is_poison(left, right):
@@ -472,13 +538,19 @@ class Elaborator:
         op = expr.op
         if op in ("eq", "ne", "lt", "le", "gt", "ge", "floordiv", "mod"):
             raise NetcError(
-                f"`{_SYMBOLS[op]}` works on compile-time values only, not on tensors", expr.span, code="type"
+                f"`{_SYMBOLS[op]}` works on compile-time values only, not on tensors",
+                expr.span,
+                code="type",
             )
         if op == "pow":
             if not isinstance(left, Tensor) or isinstance(right, Tensor):
                 raise NetcError("`**` on a tensor needs a constant exponent: `x ** 2`", expr.span, code="type")
             if isinstance(right, bool) or not isinstance(right, (int, float)):
-                raise NetcError(f"the exponent must be a number, got {describe(right)}", expr.right.span, code="type")
+                raise NetcError(
+                    f"the exponent must be a number, got {describe(right)}",
+                    expr.right.span,
+                    code="type",
+                )
             return self._node(REGISTRY["pow"], [left], {"exponent": float(right)}, frame, expr.span, "pow")
         if op == "matmul" and not (isinstance(left, Tensor) and isinstance(right, Tensor)):
             raise NetcError("`@` needs two tensors", expr.span, code="type")
@@ -500,13 +572,23 @@ class Elaborator:
         """A constant operand of a tensor operator: a 0-d tensor of the tensor's dtype."""
         if isinstance(value, Dim):
             raise NetcError(
-                f"{describe(value)} cannot be a tensor operand: it is only known at run time", expr.span, code="type"
+                f"{describe(value)} cannot be a tensor operand: it is only known at run time",
+                expr.span,
+                code="type",
             )
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise NetcError(f"a tensor operator needs a tensor or a number, got {describe(value)}", expr.span, code="type")
+            raise NetcError(
+                f"a tensor operator needs a tensor or a number, got {describe(value)}",
+                expr.span,
+                code="type",
+            )
         dtype = tensor.type.dtype
         if isinstance(value, float) and dtype not in FLOAT_DTYPES:
-            raise NetcError(f"the float {value!r} cannot take the dtype {dtype} of the other operand", expr.span, code="dtype")
+            raise NetcError(
+                f"the float {value!r} cannot take the dtype {dtype} of the other operand",
+                expr.span,
+                code="dtype",
+            )
         value = float(value) if dtype in FLOAT_DTYPES else int(value)
         return self._node(REGISTRY["constant"], [], {"value": value, "dtype": dtype}, frame, expr.span, "constant")
 
@@ -520,7 +602,10 @@ class Elaborator:
         else:
             candidates = list(CALLABLE) + list(self.program.blocks)
             raise NetcError(
-                f"unknown operator or block `{expr.func}`", expr.func_span, notes=_suggest(expr.func, candidates), code="name"
+                f"unknown operator or block `{expr.func}`",
+                expr.func_span,
+                notes=_suggest(expr.func, candidates),
+                code="name",
             )
         positional = [self._eval(a, frame) for a in expr.args]
         keywords = {}
@@ -531,7 +616,11 @@ class Elaborator:
             value = self._eval(kw.value, frame)
             if kw.key == "name":
                 if value is not POISON and (not isinstance(value, str) or not value.isidentifier()):
-                    raise NetcError(f"`name` must be an identifier string, got {describe(value)}", kw.key_span, code="argument")
+                    raise NetcError(
+                        f"`name` must be an identifier string, got {describe(value)}",
+                        kw.key_span,
+                        code="argument",
+                    )
                 instance_name, name_span = value, kw.key_span
                 continue
             keywords[kw.key] = (value, kw)
@@ -542,10 +631,22 @@ class Elaborator:
                 raise NetcError(f"this call returns {len(value.values)} values, not one", arg.span, code="type")
         for value, kw in keywords.values():
             if isinstance(value, Multi):
-                raise NetcError(f"this call returns {len(value.values)} values, not one", kw.value.span, code="type")
+                raise NetcError(
+                    f"this call returns {len(value.values)} values, not one",
+                    kw.value.span,
+                    code="type",
+                )
         if kind == "op":
             return self._op_call(CALLABLE[expr.func], expr, positional, keywords, instance_name, name_span, frame)
-        return self._block_call(self.program.blocks[expr.func], expr, positional, keywords, instance_name, name_span, frame)
+        return self._block_call(
+            self.program.blocks[expr.func],
+            expr,
+            positional,
+            keywords,
+            instance_name,
+            name_span,
+            frame,
+        )
 
     def _op_call(self, op: OpDef, expr: S.Call, positional, keywords, instance_name, name_span, frame):
         bound: dict = {}
@@ -583,7 +684,11 @@ class Elaborator:
             if arg.name not in bound:
                 if arg.default is REQUIRED:
                     what = "input" if arg.tensor else "argument"
-                    raise NetcError(f"{op.name} is missing the {what} `{arg.name}`", expr.func_span, code="argument")
+                    raise NetcError(
+                        f"{op.name} is missing the {what} `{arg.name}`",
+                        expr.func_span,
+                        code="argument",
+                    )
                 attrs[arg.name] = arg.default if arg.default is None else arg.check(arg.default)
                 continue
             value = bound[arg.name]
@@ -592,7 +697,11 @@ class Elaborator:
                 item_spans = spans[arg.name] if arg.variadic else [spans[arg.name]]
                 for item, span in zip(items, item_spans):
                     if not isinstance(item, Tensor):
-                        raise NetcError(f"{op.name} expects a tensor as `{arg.name}`, got {describe(item)}", span, code="type")
+                        raise NetcError(
+                            f"{op.name} expects a tensor as `{arg.name}`, got {describe(item)}",
+                            span,
+                            code="type",
+                        )
                 tensors += items
                 continue
             try:
@@ -662,7 +771,9 @@ class Elaborator:
             raise NetcError(f"block `{block.name}` recurs: {cycle}", expr.func_span, code="recursion")
         if len(self.stack) >= self.limits.max_depth:
             raise FatalError(
-                f"block calls nest more than {self.limits.max_depth} deep", expr.func_span, code="limit"
+                f"block calls nest more than {self.limits.max_depth} deep",
+                expr.func_span,
+                code="limit",
             )
         params = block.params
         if len(positional) > len(params):
@@ -676,16 +787,27 @@ class Elaborator:
         for key, (value, kw) in keywords.items():
             if key not in names:
                 raise NetcError(
-                    f"block `{block.name}` has no parameter `{key}`", kw.key_span, notes=_suggest(key, names, "parameters"), code="argument"
+                    f"block `{block.name}` has no parameter `{key}`",
+                    kw.key_span,
+                    notes=_suggest(key, names, "parameters"),
+                    code="argument",
                 )
             if key in bound:
-                raise NetcError(f"argument `{key}` of `{block.name}` is given twice", kw.key_span, code="argument")
+                raise NetcError(
+                    f"argument `{key}` of `{block.name}` is given twice",
+                    kw.key_span,
+                    code="argument",
+                )
             bound[key] = value
         for p in params:
             if p.name in bound:
                 continue
             if p.default is None:
-                raise NetcError(f"block `{block.name}` is missing the argument `{p.name}`", expr.func_span, code="argument")
+                raise NetcError(
+                    f"block `{block.name}` is missing the argument `{p.name}`",
+                    expr.func_span,
+                    code="argument",
+                )
             bound[p.name] = self._eval(p.default, self._const_frame())
             if isinstance(bound[p.name], (Tensor, Multi)):
                 raise NetcError("a default must be a compile-time value", p.default.span, code="type")
@@ -728,7 +850,9 @@ def _const_binary(op: str, a, b, expr: S.Binary):
                     return op == "ne"
             if D.is_dim(a) and D.is_dim(b):
                 raise NetcError(
-                    f"cannot decide at compile time whether {a} {symbol} {b}: it depends on run-time sizes", span, code="type"
+                    f"cannot decide at compile time whether {a} {symbol} {b}: it depends on run-time sizes",
+                    span,
+                    code="type",
                 )
         return (a == b) if op == "eq" else (a != b)
     if op in ("lt", "le", "gt", "ge"):
@@ -792,7 +916,9 @@ def _dim_binary(op, a, b, span):
     """Arithmetic on dimensions gives a derived dimension; it stays integral."""
     if isinstance(a, float) or isinstance(b, float) or op in ("div", "pow"):
         raise NetcError(
-            f"`{_SYMBOLS[op]}` on a dimension gives no dimension; use `+ - * // %` with integers", span, code="type"
+            f"`{_SYMBOLS[op]}` on a dimension gives no dimension; use `+ - * // %` with integers",
+            span,
+            code="type",
         )
     if op == "add":
         return D.add(a, b)

@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import networkx as nx
-
 from netc.dsl.diagnostics import Span
 
 from .dims import DimLike, shape_text, to_json

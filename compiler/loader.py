@@ -65,7 +65,10 @@ class _Loader:
             for item in module.blocks:
                 if item.name in CALLABLE:
                     self.errors.append(
-                        Diagnostic(f"block `{item.name}` has the name of a built-in operator", item.name_span)
+                        Diagnostic(
+                            f"block `{item.name}` has the name of a built-in operator",
+                            item.name_span,
+                        )
                     )
                     continue
                 self._define(program.blocks, item.name, item, item.span, defined)
@@ -88,7 +91,12 @@ class _Loader:
 
     def _duplicate(self, name, span, first):
         self.errors.append(
-            Diagnostic(f"`{name}` is defined twice", span, (f"the first definition is at {first}",), code="name")
+            Diagnostic(
+                f"`{name}` is defined twice",
+                span,
+                (f"the first definition is at {first}",),
+                code="name",
+            )
         )
 
     def _imports(self, module: S.Module, display: str, resolved: Path | None, stack: list, order: list):

@@ -1,6 +1,6 @@
 """The one text form of a graph, for golden tests and `--dump-ir`; deterministic.
 
-    %stage_1.conv2d_0 : f32[N, 64, 56, 56] = conv2d(%x) {out=64, kernel=(1, 1)}  # resnet.net:3
+%stage_1.conv2d_0 : f32[N, 64, 56, 56] = conv2d(%x) {out=64, kernel=(1, 1)}  # resnet.net:3
 """
 
 from __future__ import annotations
@@ -45,5 +45,7 @@ def node_line(node: Node) -> str:
 def print_graph(graph: Graph) -> str:
     lines = [f"network {graph.name}"]
     lines += [node_line(n) for n in graph.nodes()]
-    lines.append("return " + ", ".join(f"{name}=%{v.node}" + (f"#{v.index}" if v.index else "") for name, v in graph.outputs))
+    lines.append(
+        "return " + ", ".join(f"{name}=%{v.node}" + (f"#{v.index}" if v.index else "") for name, v in graph.outputs)
+    )
     return "\n".join(lines) + "\n"

@@ -9,7 +9,6 @@ layer is reported and neither counted, emitted nor given parameters.
 from __future__ import annotations
 
 import networkx as nx
-
 from netc.dsl.diagnostics import Diagnostic
 
 from .ir import Graph
@@ -39,7 +38,12 @@ def prune_unused(graph: Graph) -> tuple[Graph, list[Diagnostic]]:
     for name in graph.inputs:
         if not any(True for _ in graph.g.successors(name)) and name not in {v.node for _, v in graph.outputs}:
             warnings.append(
-                Diagnostic(f"input `{name}` is not used", graph.node(name).span, severity="warning", code="unused")
+                Diagnostic(
+                    f"input `{name}` is not used",
+                    graph.node(name).span,
+                    severity="warning",
+                    code="unused",
+                )
             )
     graph.g.remove_nodes_from(dead_names)
     return graph, warnings

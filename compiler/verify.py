@@ -8,7 +8,6 @@ with a matching arity; output types are what the op's shape rule infers. Failure
 from __future__ import annotations
 
 import networkx as nx
-
 from netc.dsl.diagnostics import InternalError
 
 from .ir import Graph
@@ -35,7 +34,11 @@ def verify(graph: Graph) -> Graph:
         if op.kind != "source":
             inferred = op.infer([graph.type_of(v) for v in node.inputs], node.attrs)
             if tuple(inferred) != node.outputs:
-                _fail(nodes, i, f"output types {node.outputs} differ from the inferred {tuple(inferred)}")
+                _fail(
+                    nodes,
+                    i,
+                    f"output types {node.outputs} differ from the inferred {tuple(inferred)}",
+                )
         seen.add(node.name)
     for name, value in graph.outputs:
         if value.node not in seen:
@@ -46,5 +49,7 @@ def verify(graph: Graph) -> Graph:
 def _fail(nodes, i, message):
     from .printer import node_line
 
-    context = "\n".join(("> " if j == i else "  ") + node_line(nodes[j]) for j in range(max(0, i - 2), min(len(nodes), i + 3)))
+    context = "\n".join(
+        ("> " if j == i else "  ") + node_line(nodes[j]) for j in range(max(0, i - 2), min(len(nodes), i + 3))
+    )
     raise InternalError(f"IR verification failed at {nodes[i].name}: {message}\n{context}")

@@ -27,7 +27,18 @@ _TERMINAL_WORDS = {
     "STRING": "a string",
     "$END": "the end of the file",
 }
-_EXPRESSION_START = {"NAME", "INT", "FLOAT", "STRING", "LPAR", "LPAR_EMPTY", "MINUS", "NOT", "TRUE", "FALSE"}
+_EXPRESSION_START = {
+    "NAME",
+    "INT",
+    "FLOAT",
+    "STRING",
+    "LPAR",
+    "LPAR_EMPTY",
+    "MINUS",
+    "NOT",
+    "TRUE",
+    "FALSE",
+}
 
 
 @lru_cache(maxsize=1)
@@ -191,7 +202,22 @@ def _unquote(token: str) -> str:
     return re.sub(r"\\(.)", lambda m: _ESCAPES.get(m.group(1), m.group(0)), token[1:-1])
 
 
-_BINARY_OPS = "add sub mul div floordiv mod matmul pow eq ne lt le gt ge".split()
+_BINARY_OPS = [
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "floordiv",
+    "mod",
+    "matmul",
+    "pow",
+    "eq",
+    "ne",
+    "lt",
+    "le",
+    "gt",
+    "ge",
+]
 
 
 class _Builder(lark.Transformer):
@@ -308,9 +334,7 @@ class _Builder(lark.Transformer):
         first_keyword = next((i for i, a in enumerate(args) if isinstance(a, S.Keyword)), len(args))
         for a in args[first_keyword:]:
             if not isinstance(a, S.Keyword):
-                raise NetcError(
-                    "a positional argument cannot follow a keyword argument", a.span, code="syntax"
-                )
+                raise NetcError("a positional argument cannot follow a keyword argument", a.span, code="syntax")
         return positional, keywords
 
     @v_args(inline=True)

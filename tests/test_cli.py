@@ -24,9 +24,14 @@ def test_check_json_report():
     assert report["ok"] is True and report["network"] == "resnet50"
     assert report["inputs"] == [{"name": "image", "dtype": "float32", "shape": ["N", 3, 224, 224]}]
     assert report["outputs"] == [{"name": "logits", "dtype": "float32", "shape": ["N", 1000]}]
-    layer = next(l for l in report["layers"] if l["name"] == "conv2d_0")
-    assert layer == {"name": "conv2d_0", "op": "conv2d", "shape": ["N", 64, 112, 112], "parameters": 9408}
-    assert sum(l["parameters"] for l in report["layers"]) == report["parameters"] == 25_557_032
+    layer = next(layer for layer in report["layers"] if layer["name"] == "conv2d_0")
+    assert layer == {
+        "name": "conv2d_0",
+        "op": "conv2d",
+        "shape": ["N", 64, 112, 112],
+        "parameters": 9408,
+    }
+    assert sum(layer["parameters"] for layer in report["layers"]) == report["parameters"] == 25_557_032
 
 
 def test_derived_dimensions_print_as_python(tmp_path):
@@ -40,14 +45,22 @@ def test_derived_dimensions_print_as_python(tmp_path):
 def test_errors_exit_1_and_render_with_a_caret():
     proc = run_netc("check", ROOT / "tests" / "conformance" / "errors" / "add_mismatch.net")
     assert proc.returncode == 1
-    assert "add_mismatch.net:7:17: error: cannot add tensors of shapes [N, 256, 32, 32] and [N, 64, 32, 32]" in proc.stderr
+    assert (
+        "add_mismatch.net:7:17: error: cannot add tensors of shapes [N, 256, 32, 32] and [N, 64, 32, 32]" in proc.stderr
+    )
     assert "    7 |     return relu(y + skip)\n      |                 ^^^^^^^^" in proc.stderr
     assert "note:" in proc.stderr
 
 
 @pytest.mark.parametrize(
     "args",
-    [[], ["check"], ["frobnicate"], ["check", "x.net", "--max-nodes", "zero"], ["check", "x.net", "--bogus"]],
+    [
+        [],
+        ["check"],
+        ["frobnicate"],
+        ["check", "x.net", "--max-nodes", "zero"],
+        ["check", "x.net", "--bogus"],
+    ],
     ids=["no-command", "no-file", "unknown-command", "bad-number", "unknown-option"],
 )
 def test_usage_errors_exit_2(args):

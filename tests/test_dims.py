@@ -3,7 +3,6 @@
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from netc.compiler import compile_string
 from netc.compiler import dims as D
 

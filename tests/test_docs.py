@@ -9,7 +9,6 @@ import re
 
 import pytest
 from conftest import ROOT
-
 from netc.compiler import compile_string
 from netc.dsl.diagnostics import NetcError
 

@@ -2,7 +2,6 @@
 
 import pytest
 from conftest import ROOT
-
 from netc.compiler import compile_file
 from netc.compiler.verify import verify
 
@@ -36,7 +35,10 @@ def test_example_compiles_cleanly(path):
 def test_plain_and_residual_differ_only_in_skip_edges():
     plain = compile_file(ROOT / "examples" / "plain_deep.net")
     residual = compile_file(ROOT / "examples" / "residual_deep.net")
-    params = lambda c: [(n.name, n.op, {k: t.shape for k, t in n.params.items()}) for n in c.layers() if n.params]
+
+    def params(c):
+        return [(n.name, n.op, {k: t.shape for k, t in n.params.items()}) for n in c.layers() if n.params]
+
     assert params(plain) == params(residual)
     assert sum(n.op == "add" for n in residual.layers()) > sum(n.op == "add" for n in plain.layers())
 
@@ -49,4 +51,8 @@ def test_resnet50_parameter_names_follow_the_naming_rules():
     assert "stage_0.bottleneck_1.conv2d_3" not in names
     node = compiled.graph.node("stage_1.bottleneck_0.conv2d_2")
     assert node.params["weight"].shape == (512, 128, 1, 1)
-    assert set(compiled.graph.node("batchnorm_0").buffers) == {"running_mean", "running_var", "num_batches_tracked"}
+    assert set(compiled.graph.node("batchnorm_0").buffers) == {
+        "running_mean",
+        "running_var",
+        "num_batches_tracked",
+    }

@@ -10,7 +10,6 @@ import re
 from conftest import ROOT, run_netc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from netc.compiler import compile_string
 from netc.dsl.diagnostics import NetcError
 

@@ -48,9 +48,7 @@ def _matmul_infer(inputs, attrs):
         )
     batch = broadcast(a_shape[:-2], b_shape[:-2])
     if batch is None:
-        raise ShapeError(
-            f"cannot broadcast the batch axes of {shape_text(a.shape)} and {shape_text(b.shape)}"
-        )
+        raise ShapeError(f"cannot broadcast the batch axes of {shape_text(a.shape)} and {shape_text(b.shape)}")
     shape = batch + (a_shape[-2],) * (a.rank > 1) + (b_shape[-1],) * (b.rank > 1)
     return [TensorType(shape, a.dtype)]
 
@@ -71,7 +69,5 @@ def _constant_infer(inputs, attrs):
 
 
 # A scalar operand of a tensor operator (`x * 0.5`): a 0-d tensor of the other side's dtype.
-CONSTANT = register(
-    OpDef("constant", (Arg("value", None), Arg("dtype", None)), _constant_infer, "source")
-)
+CONSTANT = register(OpDef("constant", (Arg("value", None), Arg("dtype", None)), _constant_infer, "source"))
 INPUT = register(OpDef("input", (), lambda inputs, attrs: [attrs["type"]], "source"))

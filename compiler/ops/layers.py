@@ -73,7 +73,10 @@ def _conv_infer(name, spatial):
         channels = static(name, x.shape[1], "number of input channels (axis 1)")
         groups, out = attrs["groups"], attrs["out"]
         if channels % groups:
-            raise ShapeError(f"{name}: groups={groups} does not divide the {channels} input channels", arg="groups")
+            raise ShapeError(
+                f"{name}: groups={groups} does not divide the {channels} input channels",
+                arg="groups",
+            )
         if out % groups:
             raise ShapeError(f"{name}: groups={groups} does not divide the {out} output channels", arg="groups")
         padding = attrs["padding"]
@@ -86,7 +89,14 @@ def _conv_infer(name, spatial):
                 continue
             k, s, p, d = attrs["kernel"][i], attrs["stride"][i], padding[i], attrs["dilation"][i]
             note = f"input {_SPATIAL_NAMES[spatial][i]} {length}, kernel {k}, stride {s}, padding {p}, dilation {d}"
-            dims.append(positive(name, conv_length(length, k, s, p, d), f"output {_SPATIAL_NAMES[spatial][i]}", [note]))
+            dims.append(
+                positive(
+                    name,
+                    conv_length(length, k, s, p, d),
+                    f"output {_SPATIAL_NAMES[spatial][i]}",
+                    [note],
+                )
+            )
         return [TensorType((x.shape[0], out, *dims), x.dtype)]
 
     return infer
@@ -124,12 +134,23 @@ def _conv_transpose_infer(inputs, attrs):
     channels = static(name, x.shape[1], "number of input channels (axis 1)")
     groups, out = attrs["groups"], attrs["out"]
     if channels % groups or out % groups:
-        raise ShapeError(f"{name}: groups={groups} must divide the {channels} input and {out} output channels", arg="groups")
+        raise ShapeError(
+            f"{name}: groups={groups} must divide the {channels} input and {out} output channels",
+            arg="groups",
+        )
     dims = []
     for i, length in enumerate(x.shape[2:]):
-        k, s, p, op = attrs["kernel"][i], attrs["stride"][i], attrs["padding"][i], attrs["output_padding"][i]
+        k, s, p, op = (
+            attrs["kernel"][i],
+            attrs["stride"][i],
+            attrs["padding"][i],
+            attrs["output_padding"][i],
+        )
         if op >= s:
-            raise ShapeError(f"{name}: output_padding must be smaller than stride, got {op} and {s}", arg="output_padding")
+            raise ShapeError(
+                f"{name}: output_padding must be smaller than stride, got {op} and {s}",
+                arg="output_padding",
+            )
         # (L - 1) * s - 2p + (k - 1) + output_padding + 1
         length = D.add(D.mul(D.sub(length, 1), s), k + op - 2 * p)
         dims.append(positive(name, length, f"output {_SPATIAL_NAMES[2][i]}"))
@@ -187,7 +208,10 @@ BATCHNORM = register(
         (_x(), Arg("eps", float_arg(minimum=0.0), 1e-5), Arg("momentum", float_arg(0.0), 0.1)),
         _batchnorm_infer,
         "layer",
-        params=lambda inputs, attrs: {"weight": (inputs[0].shape[1],), "bias": (inputs[0].shape[1],)},
+        params=lambda inputs, attrs: {
+            "weight": (inputs[0].shape[1],),
+            "bias": (inputs[0].shape[1],),
+        },
         buffers=_batchnorm_buffers,
     )
 )
@@ -198,7 +222,10 @@ def _layernorm_infer(inputs, attrs):
     require_float("layernorm", x)
     count = attrs["dims"]
     if count > x.rank:
-        raise ShapeError(f"layernorm cannot normalize the last {count} axes of a tensor of rank {x.rank}", arg="dims")
+        raise ShapeError(
+            f"layernorm cannot normalize the last {count} axes of a tensor of rank {x.rank}",
+            arg="dims",
+        )
     for d in x.shape[x.rank - count :]:
         static("layernorm", d, "size of each normalized axis")
     return [x]
@@ -221,7 +248,10 @@ LAYERNORM = register(
 def _groupnorm_infer(inputs, attrs):
     channels = _channels("groupnorm", inputs[0], (2, 3, 4, 5), "channels on axis 1")
     if channels % attrs["groups"]:
-        raise ShapeError(f"groupnorm: groups={attrs['groups']} does not divide the {channels} channels", arg="groups")
+        raise ShapeError(
+            f"groupnorm: groups={attrs['groups']} does not divide the {channels} channels",
+            arg="groups",
+        )
     return [inputs[0]]
 
 
@@ -231,7 +261,10 @@ GROUPNORM = register(
         (_x(), Arg("groups", int_arg(1)), Arg("eps", float_arg(minimum=0.0), 1e-5)),
         _groupnorm_infer,
         "layer",
-        params=lambda inputs, attrs: {"weight": (inputs[0].shape[1],), "bias": (inputs[0].shape[1],)},
+        params=lambda inputs, attrs: {
+            "weight": (inputs[0].shape[1],),
+            "bias": (inputs[0].shape[1],),
+        },
     )
 )
 

@@ -12,8 +12,8 @@ that raise `ShapeError` naming the dimension at fault.
 from __future__ import annotations
 
 import keyword
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from .. import dims as D
 from ..dims import Dim, DimLike, shape_text
@@ -306,9 +306,7 @@ def binary(name: str, symbol: str, verb: str, doc: str = "", **rules) -> OpDef:
             raise ShapeError(f"cannot {verb} tensors of dtypes {a.dtype} and {b.dtype}")
         shape = broadcast(a.shape, b.shape)
         if shape is None:
-            raise ShapeError(
-                f"cannot {verb} tensors of shapes {shape_text(a.shape)} and {shape_text(b.shape)}"
-            )
+            raise ShapeError(f"cannot {verb} tensors of shapes {shape_text(a.shape)} and {shape_text(b.shape)}")
         return [TensorType(shape, a.dtype)]
 
     args = (Arg("a", None, tensor=True), Arg("b", None, tensor=True))

@@ -84,9 +84,7 @@ def _split_infer(inputs, attrs):
     if x.rank == 0:
         raise ShapeError("split cannot split a scalar")
     axis = normalize_axis(attrs["axis"], x.rank)
-    return [
-        TensorType(x.shape[:axis] + (size,) + x.shape[axis + 1 :], x.dtype) for size in split_sizes(x.shape, attrs)
-    ]
+    return [TensorType(x.shape[:axis] + (size,) + x.shape[axis + 1 :], x.dtype) for size in split_sizes(x.shape, attrs)]
 
 
 SPLIT = register(
@@ -111,7 +109,12 @@ def _flatten_infer(inputs, attrs):
 
 
 FLATTEN = register(
-    OpDef("flatten", (Arg("x", None, tensor=True), Arg("start", int_arg(), 1)), _flatten_infer, "structure")
+    OpDef(
+        "flatten",
+        (Arg("x", None, tensor=True), Arg("start", int_arg(), 1)),
+        _flatten_infer,
+        "structure",
+    )
 )
 
 
@@ -155,7 +158,12 @@ def _reshape_infer(inputs, attrs):
 
 
 RESHAPE = register(
-    OpDef("reshape", (Arg("x", None, tensor=True), Arg("shape", dims_arg)), _reshape_infer, "structure")
+    OpDef(
+        "reshape",
+        (Arg("x", None, tensor=True), Arg("shape", dims_arg)),
+        _reshape_infer,
+        "structure",
+    )
 )
 
 
@@ -170,9 +178,7 @@ def _permute_infer(inputs, attrs):
     return [TensorType(tuple(x.shape[a] for a in order), x.dtype)]
 
 
-PERMUTE = register(
-    OpDef("permute", (Arg("x", None, tensor=True), Arg("dims", axes_arg)), _permute_infer, "structure")
-)
+PERMUTE = register(OpDef("permute", (Arg("x", None, tensor=True), Arg("dims", axes_arg)), _permute_infer, "structure"))
 
 # ---------------------------------------------------------------- pooling and resizing
 
@@ -248,7 +254,11 @@ def _upsample_infer(inputs, attrs):
 UPSAMPLE = register(
     OpDef(
         "upsample",
-        (Arg("x", None, tensor=True), Arg("scale", int_arg(1), 2), Arg("mode", choice_arg("nearest", "bilinear"), "nearest")),
+        (
+            Arg("x", None, tensor=True),
+            Arg("scale", int_arg(1), 2),
+            Arg("mode", choice_arg("nearest", "bilinear"), "nearest"),
+        ),
         _upsample_infer,
         "structure",
         doc="align_corners false",
@@ -271,7 +281,12 @@ def _softmax_infer(name):
 
 
 SOFTMAX = register(
-    OpDef("softmax", (Arg("x", None, tensor=True), Arg("axis", int_arg(), -1)), _softmax_infer("softmax"), "structure")
+    OpDef(
+        "softmax",
+        (Arg("x", None, tensor=True), Arg("axis", int_arg(), -1)),
+        _softmax_infer("softmax"),
+        "structure",
+    )
 )
 LOG_SOFTMAX = register(
     OpDef(

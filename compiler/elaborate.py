@@ -87,6 +87,7 @@ class Elaborator:
         self._consts: dict = {}
         self._const_busy: list[str] = []
         self._bad_blocks = self._check_returns()
+        self._hint: str | None = None  # the variable the current statement binds
 
     # ------------------------------------------------------------ entry
 
@@ -240,6 +241,7 @@ class Elaborator:
         """Runs the statements before the final `return`; returns the returned values."""
         errors_before = len(self.errors)
         self._exec(body[:-1], frame)
+        self._hint = None
         values = []
         for expr in body[-1].values:
             try:
@@ -264,6 +266,10 @@ class Elaborator:
                     stmt.span,
                     code="limit",
                 )
+            if isinstance(stmt, S.Assign) and len(stmt.targets) == 1:
+                self._hint = stmt.targets[0]
+            else:
+                self._hint = stmt.target if isinstance(stmt, S.Annotated) else None
             try:
                 self._stmt(stmt, frame)
             except FatalError:
@@ -751,6 +757,7 @@ class Elaborator:
             span=span,
             scope=frame.path,
             call_sites=tuple(s for _, s in frame.expansions),
+            var=self._hint,
         )
         self._add(node)
         results = tuple(Tensor(Value(node.name, i), t) for i, t in enumerate(outputs))
@@ -815,11 +822,14 @@ class Elaborator:
         if block.name in self._bad_blocks:
             return POISON
         inner = Frame(frame.path + (local,), bound, frame.expansions + ((block.name, expr.func_span),))
+        self.graph.instances[inner.path] = block.name
         self.stack.append(block.name)
+        hint = self._hint
         try:
             values = self._body(block.body, inner)
         finally:
             self.stack.pop()
+            self._hint = hint
         if values is POISON:
             return POISON
         return values[0] if len(values) == 1 else Multi(tuple(values))

@@ -55,6 +55,7 @@ class Node:
     span: Span | None = None
     scope: tuple[str, ...] = ()  # the block instances around it, outermost first
     call_sites: tuple[Span, ...] = ()  # the block calls that expanded it, outermost first
+    var: str | None = None  # the spec variable its statement binds, a readable name for backends
 
     @property
     def parameter_count(self) -> int:
@@ -73,6 +74,7 @@ class Graph:
     g: nx.DiGraph = field(default_factory=nx.DiGraph)
     inputs: list[str] = field(default_factory=list)  # names of the "input" nodes, in order
     outputs: list[tuple[str, Value]] = field(default_factory=list)  # (output name, value)
+    instances: dict[tuple[str, ...], str] = field(default_factory=dict)  # block instance path -> block
 
     def add(self, node: Node) -> Node:
         if node.name in self.g:

@@ -89,7 +89,7 @@ def node_count(output: str, estimate: int | None) -> str:
     """The count netc's summary reports (`Total ... 1,234 layers`), else an estimate."""
     match = re.search(r"(\d[\d,]*)\s+(?:layers|nodes)\b", output)
     if match:
-        return match.group(1)
+        return f"{int(match.group(1).replace(',', '')):,}"
     return f"~{estimate:,}" if estimate is not None else "?"
 
 

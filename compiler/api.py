@@ -20,6 +20,30 @@ class CompiledNetwork:
     graph: Graph
     warnings: list[Diagnostic]
     sources: SourceMap
+    file: str | None = None
+
+    @property
+    def class_name(self) -> str:
+        """The PyTorch class of the network: its name in CamelCase (actor_critic -> ActorCritic)."""
+        from netc.backends.torch import camel
+
+        return camel(self.graph.name)
+
+    def torch_source(self) -> str:
+        """The PyTorch module source: imports only torch and the standard library."""
+        from netc.backends.torch import torch_source
+
+        return torch_source(self.graph, self.file)
+
+    def torch(self):
+        """A fresh `nn.Module` of the network, built in memory (no file is written)."""
+        try:
+            import torch  # noqa: F401
+        except ImportError as exc:
+            raise MissingExtra("PyTorch is not installed: pip install 'netc[torch]'") from exc
+        from netc.backends.torch import load_module
+
+        return load_module(self.torch_source(), self.class_name)()
 
     @property
     def name(self) -> str:
@@ -59,7 +83,11 @@ class CompiledNetwork:
         }
 
 
-def _compile(load, network, max_nodes, max_depth) -> CompiledNetwork:
+class MissingExtra(Exception):
+    """An optional dependency is not installed; the message names the pip command."""
+
+
+def _compile(load, network, max_nodes, max_depth, file=None) -> CompiledNetwork:
     sources = SourceMap()
     try:
         program = load(sources)
@@ -68,7 +96,7 @@ def _compile(load, network, max_nodes, max_depth) -> CompiledNetwork:
         exc.sources = sources
         raise
     graph, warnings = prune_unused(graph)
-    return CompiledNetwork(graph, warnings, sources)
+    return CompiledNetwork(graph, warnings, sources, file)
 
 
 def compile_file(
@@ -79,7 +107,7 @@ def compile_file(
     max_depth: int = Limits.max_depth,
 ) -> CompiledNetwork:
     """Compiles the network of a `.net` file (the only one, or the one named)."""
-    return _compile(lambda sources: load_file(path, sources), network, max_nodes, max_depth)
+    return _compile(lambda sources: load_file(path, sources), network, max_nodes, max_depth, str(path))
 
 
 def compile_string(

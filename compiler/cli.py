@@ -14,12 +14,10 @@ import threading
 
 from netc.dsl.diagnostics import InternalError, NetcError, SourceMap, render
 
+from .api import MissingExtra
+
 EXIT_OK, EXIT_SPEC, EXIT_USAGE, EXIT_INTERNAL, EXIT_EXTRA = 0, 1, 2, 4, 5
 _STACK_BYTES = 512 * 1024 * 1024  # deep specs recurse; a big thread stack keeps that safe
-
-
-class MissingExtra(Exception):
-    """An optional dependency is not installed; the message names the pip command."""
 
 
 def _parser() -> argparse.ArgumentParser:

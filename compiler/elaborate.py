@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import difflib
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from netc.dsl import syntax as S
 from netc.dsl.diagnostics import Diagnostic, NetcError, Span
@@ -40,6 +40,10 @@ _SYMBOLS = {
 
 class FatalError(NetcError):
     """An error after which elaboration cannot go on (a limit was reached)."""
+
+
+class _StopBody(Exception):
+    """A failed `assert`: the rest of its block or network body is not elaborated."""
 
 
 @dataclass
@@ -95,9 +99,12 @@ class Elaborator:
         net = self._pick(name)
         self.graph = Graph(net.name)
         try:
+            for const_name, const in self.program.consts.items():
+                self._const(const_name, const.name_span)
             self._network(net)
         except FatalError as exc:
-            self._record(exc, None)
+            for d in exc.diagnostics:
+                self.errors.append(d)
         except RecursionError:
             self.errors.append(Diagnostic("the spec nests too deeply to elaborate", net.name_span, code="limit"))
         if self.errors:
@@ -145,12 +152,16 @@ class Elaborator:
         defs = list(self.program.blocks.values()) + list(self.program.networks)
         for d in defs:
             kind = "block" if isinstance(d, S.Block) else "network"
-            if not d.body or not isinstance(d.body[-1], S.Return):
-                self.errors.append(
-                    Diagnostic(f"{kind} `{d.name}` does not end with `return`", d.name_span, code="return")
-                )
-                bad.add(d.name)
-            for stray in _returns(d.body[:-1] if d.body else ()):
+            strays = list(_returns(d.body[:-1] if d.body else ()))
+            ends = bool(d.body) and isinstance(d.body[-1], S.Return)
+            if not ends and not any(isinstance(s, S.Return) for s in d.body):
+                strays += list(_returns(d.body[-1:]))  # a return nested as the last statement
+                if not strays:
+                    self.errors.append(
+                        Diagnostic(f"{kind} `{d.name}` does not end with `return`", d.name_span, code="return")
+                    )
+                    bad.add(d.name)
+            for stray in strays:
                 self.errors.append(
                     Diagnostic(
                         f"`return` must be the last statement of {kind} `{d.name}`",
@@ -240,15 +251,18 @@ class Elaborator:
     def _body(self, body, frame: Frame):
         """Runs the statements before the final `return`; returns the returned values."""
         errors_before = len(self.errors)
-        self._exec(body[:-1], frame)
+        try:
+            self._exec(body[:-1], frame)
+        except _StopBody:
+            return POISON
         self._hint = None
         values = []
         for expr in body[-1].values:
             try:
                 values.append(self._eval(expr, frame))
+            except FatalError as exc:
+                raise _located(exc, frame) from None
             except NetcError as exc:
-                if isinstance(exc, FatalError):
-                    raise
                 self._record(exc, frame)
                 values.append(POISON)
         if len(self.errors) > errors_before and frame.expansions:
@@ -272,10 +286,12 @@ class Elaborator:
                 self._hint = stmt.target if isinstance(stmt, S.Annotated) else None
             try:
                 self._stmt(stmt, frame)
-            except FatalError:
-                raise
+            except FatalError as exc:
+                raise _located(exc, frame) from None
             except NetcError as exc:
                 self._record(exc, frame)
+                if isinstance(stmt, S.Assert):
+                    raise _StopBody() from None  # later statements may rely on what it asserts
                 for name in _assigned([stmt]):
                     frame.vars[name] = POISON
 
@@ -358,7 +374,7 @@ class Elaborator:
                 stmt.count.span,
                 code="type",
             )
-        if count * max(1, len(stmt.body)) > self.limits.max_steps:
+        if count * _static_steps(stmt.body) > self.limits.max_steps:
             raise FatalError(
                 f"repeat {count} is too large: elaboration is limited to {self.limits.max_steps} steps "
                 f"and {self.limits.max_nodes} nodes",
@@ -400,7 +416,7 @@ class Elaborator:
 
     def _eval(self, expr, frame: Frame):
         if isinstance(expr, S.Literal):
-            return expr.value
+            return _checked_int(expr.value, expr.span)
         if isinstance(expr, S.Name):
             return self._lookup(expr, frame)
         if isinstance(expr, S.Call):
@@ -745,6 +761,9 @@ class Elaborator:
             if exc.arg and arg_spans and exc.arg in arg_spans and not isinstance(arg_spans[exc.arg], list):
                 where = arg_spans[exc.arg]
             raise NetcError(exc.message, where, notes=exc.notes, code="shape")
+        for t in outputs:
+            if any(isinstance(d, int) and d >= INT_LIMIT for d in t.shape):
+                raise NetcError(f"{op.name} makes a dimension too large: {D.shape_text(t.shape)}", span, code="shape")
         dtype = types[0].dtype if types and types[0].dtype in FLOAT_DTYPES else "float32"
         node = Node(
             name=".".join(frame.path + (local,)),
@@ -823,6 +842,9 @@ class Elaborator:
             return POISON
         inner = Frame(frame.path + (local,), bound, frame.expansions + ((block.name, expr.func_span),))
         self.graph.instances[inner.path] = block.name
+        self.graph.instance_args[inner.path] = {
+            v.value: name for name, v in reversed(bound.items()) if isinstance(v, Tensor)
+        }  # reversed: where one tensor is passed twice, the first parameter names it
         self.stack.append(block.name)
         hint = self._hint
         try:
@@ -843,8 +865,10 @@ def _number(value) -> bool:
 
 
 def _checked_int(value, span):
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= INT_LIMIT:
+    if isinstance(value, int) and not isinstance(value, bool) and not -INT_LIMIT <= value < INT_LIMIT:
         raise NetcError("integer overflow: compile-time integers must fit in 64 bits", span, code="type")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise NetcError("the result is not a finite number", span, code="type")
     return value
 
 
@@ -852,19 +876,14 @@ def _const_binary(op: str, a, b, expr: S.Binary):
     symbol = _SYMBOLS[op]
     span = expr.span
     if op in ("eq", "ne"):
-        if isinstance(a, Dim) or isinstance(b, Dim):
-            if D.is_dim(a) and D.is_dim(b):
-                if D.equal(a, b):
-                    return op == "eq"
-                if D.provably_unequal(a, b):
-                    return op == "ne"
-            if D.is_dim(a) and D.is_dim(b):
-                raise NetcError(
-                    f"cannot decide at compile time whether {a} {symbol} {b}: it depends on run-time sizes",
-                    span,
-                    code="type",
-                )
-        return (a == b) if op == "eq" else (a != b)
+        same = _equal(a, b)
+        if same is None:
+            raise NetcError(
+                f"cannot decide at compile time whether {_short(a)} {symbol} {_short(b)}: it depends on run-time sizes",
+                span,
+                code="type",
+            )
+        return same if op == "eq" else not same
     if op in ("lt", "le", "gt", "ge"):
         if isinstance(a, Dim) or isinstance(b, Dim):
             difference = D.sub(a, b) if D.is_dim(a) and D.is_dim(b) else None
@@ -895,18 +914,42 @@ def _const_binary(op: str, a, b, expr: S.Binary):
         if op == "mul":
             return _checked_int(a * b, span)
         if op == "div":
-            return a / b
+            return _checked_int(a / b, span)
         if op == "floordiv":
             return _checked_int(a // b, span)
         if op == "mod":
             return a % b
         if op == "pow":
-            return _power(a, b, span)
+            return _checked_int(_power(a, b, span), span)
     except ZeroDivisionError:
         raise NetcError("division by zero", span, code="type")
     except OverflowError:
         raise NetcError("the result is too large", span, code="type")
     raise NetcError(f"unsupported operator `{symbol}`", span)
+
+
+def _equal(a, b):
+    """True or False where provable, None where it depends on run-time sizes."""
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        if len(a) != len(b):
+            return False
+        results = [_equal(x, y) for x, y in zip(a, b)]
+        if False in results:
+            return False
+        return None if None in results else True
+    if isinstance(a, Dim) or isinstance(b, Dim):
+        if not (D.is_dim(a) and D.is_dim(b)):
+            return False
+        if D.equal(a, b):
+            return True
+        return False if D.provably_unequal(a, b) else None
+    return a == b
+
+
+def _short(value) -> str:
+    if isinstance(value, Dim):
+        return value.text()
+    return describe(value).removeprefix("the int ").removeprefix("the tuple ")
 
 
 def _power(a, b, span):
@@ -981,6 +1024,24 @@ def _assigned(stmts) -> set:
                 names |= _assigned(body)
             names |= _assigned(stmt.orelse or ())
     return names
+
+
+def _located(exc: FatalError, frame: Frame) -> FatalError:
+    """Adds the block expansions around a fatal error, once, where it was raised."""
+    if not getattr(exc, "located", False):
+        exc.diagnostics = [replace(d, notes=d.notes + frame.notes()) for d in exc.diagnostics]
+        exc.located = True
+    return exc
+
+
+def _static_steps(stmts) -> int:
+    """A lower bound on the statements a body runs, multiplying out literal repeat counts."""
+    total = 0
+    for stmt in stmts:
+        total += 1
+        if isinstance(stmt, S.Repeat) and isinstance(stmt.count, S.Literal) and is_int(stmt.count.value):
+            total += max(0, stmt.count.value) * _static_steps(stmt.body)
+    return max(1, total)
 
 
 def _returns(stmts):

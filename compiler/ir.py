@@ -75,6 +75,7 @@ class Graph:
     inputs: list[str] = field(default_factory=list)  # names of the "input" nodes, in order
     outputs: list[tuple[str, Value]] = field(default_factory=list)  # (output name, value)
     instances: dict[tuple[str, ...], str] = field(default_factory=dict)  # block instance path -> block
+    instance_args: dict[tuple[str, ...], dict] = field(default_factory=dict)  # path -> {Value: parameter}
 
     def add(self, node: Node) -> Node:
         if node.name in self.g:

@@ -63,6 +63,7 @@ class _Loader:
             for item in module.consts:
                 self._define(program.consts, item.name, item, item.span, defined)
             for item in module.blocks:
+                self._check_params(item)
                 if item.name in CALLABLE:
                     self.errors.append(
                         Diagnostic(
@@ -81,6 +82,18 @@ class _Loader:
         if self.errors:
             raise NetcError(self.errors)
         return program
+
+    def _check_params(self, block: S.Block):
+        seen, defaulted = set(), False
+        for param in block.params:
+            if param.name in seen:
+                self.errors.append(Diagnostic(f"parameter `{param.name}` is listed twice", param.span, code="name"))
+            seen.add(param.name)
+            if param.default is not None:
+                defaulted = True
+            elif defaulted:
+                message = f"parameter `{param.name}` without a default follows a parameter with one"
+                self.errors.append(Diagnostic(message, param.span, code="syntax"))
 
     def _define(self, table, name, item, span, defined):
         if name in defined:

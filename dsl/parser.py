@@ -7,6 +7,7 @@ person reads ("expected an expression or `)`"), never as terminal names.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -117,11 +118,12 @@ def _expected_words(expected) -> str:
     if len(expected & _EXPRESSION_START) >= 5:
         expected -= _EXPRESSION_START
         words.append("an expression")
-    words += sorted(_describe(t) for t in expected)
+    closing = ("`)`", "`]`", "`}`")  # what closes an open bracket is the likeliest fix: name it first
+    words += sorted((_describe(t) for t in expected), key=lambda w: (w.startswith("`"), w not in closing, w))
     if not words:
         return ""
-    if len(words) > 6:
-        words = words[:6] + ["..."]
+    if len(words) > 8:
+        words = words[:8] + ["..."]
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
 
 
@@ -134,7 +136,9 @@ def _syntax_message(exc, text) -> str:
     if isinstance(exc, lark.exceptions.UnexpectedEOF):
         return f"unexpected end of file; expected {_expected_words(exc.expected)}"
     token = exc.token
-    found = "the end of the file" if token.type == "$END" else f"`{token}`"
+    if token.type == "$END":
+        return f"unexpected end of file; expected {_expected_words(exc.expected)}"
+    found = f"`{token}`"
     if token.type == "NAME" and token.value in ("import", "block", "network"):
         found = f"`{token}`"
     expected = _expected_words(exc.expected)
@@ -149,8 +153,11 @@ def _error_span(exc, text, file) -> Span:
         return _token_span(exc.token, file)
     line = getattr(exc, "line", -1)
     column = getattr(exc, "column", -1)
-    if line is None or line < 1:  # end of file: point just past the last character
-        lines = text.splitlines() or [""]
+    at_end = isinstance(exc, lark.exceptions.UnexpectedEOF) or (
+        isinstance(exc, lark.exceptions.UnexpectedToken) and exc.token.type == "$END"
+    )
+    if at_end or line is None or line < 1:  # point just past the last character that is not blank
+        lines = text.rstrip().splitlines() or [""]
         line, column = len(lines), len(lines[-1]) + 1
     return Span(file, line, column, line, column + 1)
 
@@ -242,12 +249,12 @@ class _Builder(lark.Transformer):
         return S.Const(str(name), value, meta, self._tok(name))
 
     @_spanned(inline=True)
-    def block_def(self, meta, _kw, name, params, body):
+    def block_def(self, meta, _kw, name, _lpar, params, _rpar, body):
         stmts, end = body
         return S.Block(str(name), tuple(params or ()), stmts, meta, self._tok(name), end)
 
     @_spanned(inline=True)
-    def network_def(self, meta, _kw, name, inputs, body):
+    def network_def(self, meta, _kw, name, _lpar, inputs, _rpar, body):
         stmts, end = body
         return S.Network(str(name), tuple(inputs or ()), stmts, meta, self._tok(name), end)
 
@@ -267,7 +274,7 @@ class _Builder(lark.Transformer):
         return S.Input(str(name), str(dtype) if dtype else None, dtype_span, shape, meta)
 
     def shape_lit(self, dims):
-        return tuple(dims)
+        return tuple(d for d in dims if d is not None and not isinstance(d, Token))
 
     @_spanned(inline=False)
     def body(self, meta, children):
@@ -319,23 +326,24 @@ class _Builder(lark.Transformer):
     # ---- expressions
     @_spanned(inline=True)
     def pipe(self, meta, value, name, args):
-        positional, keywords = args if args is not None else ((), ())
+        positional, keywords, _ = args if args is not None else ((), (), None)
         return S.Call(meta, str(name), self._tok(name), (value, *positional), keywords, piped=value)
 
     @_spanned(inline=True)
     def call(self, meta, name, args):
-        positional, keywords = args
+        positional, keywords, _ = args
         return S.Call(meta, str(name), self._tok(name), positional, keywords)
 
     def call_args(self, args):
-        args = [a for a in args if a is not None]
+        end = self._tok(args[-1])  # the `)`: a call's span ends with it
+        args = [a for a in args if a is not None and not isinstance(a, Token)]
         positional = tuple(a for a in args if not isinstance(a, S.Keyword))
         keywords = tuple(a for a in args if isinstance(a, S.Keyword))
         first_keyword = next((i for i, a in enumerate(args) if isinstance(a, S.Keyword)), len(args))
         for a in args[first_keyword:]:
             if not isinstance(a, S.Keyword):
                 raise NetcError("a positional argument cannot follow a keyword argument", a.span, code="syntax")
-        return positional, keywords
+        return positional, keywords, end
 
     @v_args(inline=True)
     def keyword(self, key, value):
@@ -346,11 +354,11 @@ class _Builder(lark.Transformer):
         return S.Attribute(meta, value, str(attr), self._tok(attr))
 
     @_spanned(inline=True)
-    def index(self, meta, value, index):
+    def index(self, meta, value, _lsqb, index, _rsqb):
         return S.Index(meta, value, index)
 
     @_spanned(inline=True)
-    def neg(self, meta, operand):
+    def neg(self, meta, _minus, operand):
         return S.Unary(meta, "neg", operand)
 
     @_spanned(inline=True)
@@ -391,15 +399,20 @@ class _Builder(lark.Transformer):
 
     @_spanned(inline=False)
     def tuple_lit(self, meta, items):
-        items = [i for i in items if i is not None]
         if len(items) == 1 and isinstance(items[0], Token):  # `()`
             return S.TupleLit(self._tok(items[0]), ())
-        return S.TupleLit(meta, tuple(items))
+        return S.TupleLit(meta, tuple(i for i in items if i is not None and not isinstance(i, Token)))
+
+    @_spanned(inline=True)
+    def paren(self, meta, _lpar, inner, _rpar):
+        """`(e)` is e, with a span that takes in the parentheses (errors point at all of it)."""
+        return dataclasses.replace(inner, span=meta)
 
 
 def _binary(op):
-    @_spanned(inline=True)
-    def build(self, meta, left, right):
+    @_spanned(inline=False)
+    def build(self, meta, children):
+        left, right = (c for c in children if not isinstance(c, Token))
         return S.Binary(meta, op, left, right)
 
     return build

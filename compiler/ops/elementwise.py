@@ -5,32 +5,55 @@ from __future__ import annotations
 from .. import dims as D
 from ..dims import shape_text
 from ..ir import DTYPES, TensorType
-from .registry import Arg, OpDef, ShapeError, binary, broadcast, float_arg, register, unary
+from .registry import Arg, OpDef, ShapeError, binary, broadcast, float_arg, keywords, register, unary
 
 # Each rule's math lives in LANGUAGE.md's table; gradients are added by the autodiff stage.
-RELU = unary("relu", doc="max(0, x)")
-RELU6 = unary("relu6", doc="min(max(0, x), 6)")
-LEAKY_RELU = unary("leaky_relu", Arg("slope", float_arg(), 0.01), doc="x if x > 0 else slope * x")
-ELU = unary("elu", Arg("alpha", float_arg(), 1.0), doc="x if x > 0 else alpha * (exp(x) - 1)")
-SIGMOID = unary("sigmoid", doc="1 / (1 + exp(-x))")
-TANH = unary("tanh", doc="tanh(x)")
-SOFTPLUS = unary("softplus", doc="log(1 + exp(x))")
-GELU = unary("gelu", doc="x * Phi(x), the erf form")
-SILU = unary("silu", doc="x * sigmoid(x)")
-EXP = unary("exp", doc="exp(x)")
-LOG = unary("log", doc="log(x)")
-SQRT = unary("sqrt", doc="sqrt(x)")
-ABS = unary("abs", doc="|x|")
-IDENTITY = unary("identity", dtypes=DTYPES, doc="x")
-DROPOUT = unary("dropout", Arg("p", float_arg(minimum=0.0, below=1.0), 0.5), doc="identity when not training")
+RELU = unary("relu", doc="max(0, x)", torch="F.relu({x})")
+RELU6 = unary("relu6", doc="min(max(0, x), 6)", torch="F.relu6({x})")
+LEAKY_RELU = unary(
+    "leaky_relu",
+    Arg("slope", float_arg(), 0.01),
+    doc="x if x > 0 else slope * x",
+    torch=lambda node, args, emit: (
+        f"F.leaky_relu({args[0]}{keywords([('negative_slope', node.attrs['slope'], 0.01)])})"
+    ),
+)
+ELU = unary(
+    "elu",
+    Arg("alpha", float_arg(), 1.0),
+    doc="x if x > 0 else alpha * (exp(x) - 1)",
+    torch=lambda node, args, emit: f"F.elu({args[0]}{keywords([('alpha', node.attrs['alpha'], 1.0)])})",
+)
+SIGMOID = unary("sigmoid", doc="1 / (1 + exp(-x))", torch="torch.sigmoid({x})")
+TANH = unary("tanh", doc="tanh(x)", torch="torch.tanh({x})")
+SOFTPLUS = unary("softplus", doc="log(1 + exp(x))", torch="F.softplus({x})")
+GELU = unary("gelu", doc="x * Phi(x), the erf form", torch="F.gelu({x})")
+SILU = unary("silu", doc="x * sigmoid(x)", torch="F.silu({x})")
+EXP = unary("exp", doc="exp(x)", torch="torch.exp({x})")
+LOG = unary("log", doc="log(x)", torch="torch.log({x})")
+SQRT = unary("sqrt", doc="sqrt(x)", torch="torch.sqrt({x})")
+ABS = unary("abs", doc="|x|", torch="torch.abs({x})")
+IDENTITY = unary("identity", dtypes=DTYPES, doc="x", torch="{x}")
+DROPOUT = unary(
+    "dropout",
+    Arg("p", float_arg(minimum=0.0, below=1.0), 0.5),
+    doc="identity when not training",
+    torch=lambda node, args, emit: f"F.dropout({args[0]}, p={node.attrs['p']!r}, training=self.training)",
+)
 
 # Operators: not callable by name from a spec, written as `a + b` etc.
 ADD = binary("add", "+", "add")
 SUB = binary("sub", "-", "subtract")
 MUL = binary("mul", "*", "multiply")
 DIV = binary("div", "/", "divide")
-NEG = unary("neg", kind="operator", doc="-x")
-POW = unary("pow", Arg("exponent", float_arg()), kind="operator", doc="x ** exponent")
+NEG = unary("neg", kind="operator", dtypes=DTYPES, doc="-x", torch="-{x}")
+POW = unary(
+    "pow",
+    Arg("exponent", float_arg()),
+    kind="operator",
+    doc="x ** exponent",
+    torch=lambda node, args, emit: f"{args[0]}**{node.attrs['exponent']!r}",
+)
 
 
 def _matmul_infer(inputs, attrs):
@@ -60,6 +83,7 @@ MATMUL = register(
         _matmul_infer,
         "binary",
         doc="a @ b with batch broadcasting (torch.matmul)",
+        torch=lambda node, args, emit: f"{args[0]} @ {args[1]}",
     )
 )
 

@@ -12,8 +12,10 @@ from .registry import (
     float_arg,
     int_arg,
     ints_arg,
+    keywords,
     padding_arg,
     positive,
+    py_size,
     register,
     require_float,
     require_rank,
@@ -43,6 +45,12 @@ def _linear_infer(inputs, attrs):
     return [TensorType(x.shape[:-1] + (attrs["out"],), x.dtype)]
 
 
+def _linear_torch(node, args, emit):
+    out, features = node.params["weight"].shape
+    layer = emit.layer(f"nn.Linear({features}, {out}{keywords([('bias', node.attrs['bias'], True)])})")
+    return f"{layer}({args[0]})"
+
+
 LINEAR = register(
     OpDef(
         "linear",
@@ -51,6 +59,7 @@ LINEAR = register(
         "layer",
         params=lambda inputs, attrs: _bias_params((attrs["out"], inputs[0].shape[-1]), attrs),
         doc="[..., in] -> [..., out]",
+        torch=_linear_torch,
     )
 )
 
@@ -108,6 +117,20 @@ def _conv_params(inputs, attrs):
     return _bias_params(weight, attrs)
 
 
+def _conv_torch(cls, in_axis, extra=()):
+    def lower(node, args, emit):
+        a = node.attrs
+        channels = node.params["weight"].shape[in_axis] * (a["groups"] if in_axis == 1 else 1)
+        pairs = [("stride", a["stride"], 1), ("padding", a["padding"], 0)]
+        pairs += [(k, a[k], default) for k, default in extra]
+        pairs += [("groups", a["groups"], 1), ("bias", a["bias"], True)]
+        kernel = py_size(a["kernel"])
+        layer = emit.layer(f"nn.{cls}({channels}, {a['out']}, kernel_size={kernel}{keywords(pairs)})")
+        return f"{layer}({args[0]})"
+
+    return lower
+
+
 def _conv(name, spatial):
     args = (
         _x(),
@@ -119,7 +142,8 @@ def _conv(name, spatial):
         Arg("groups", int_arg(1), 1),
         Arg("bias", bool_arg, True),
     )
-    return register(OpDef(name, args, _conv_infer(name, spatial), "layer", params=_conv_params))
+    lower = _conv_torch(f"Conv{spatial}d", 1, [("dilation", 1)])
+    return register(OpDef(name, args, _conv_infer(name, spatial), "layer", params=_conv_params, torch=lower))
 
 
 CONV1D = _conv("conv1d", 1)
@@ -175,6 +199,7 @@ CONV_TRANSPOSE2D = register(
         params=lambda inputs, attrs: _bias_params(
             (inputs[0].shape[1], attrs["out"] // attrs["groups"], *attrs["kernel"]), attrs
         ),
+        torch=_conv_torch("ConvTranspose2d", 0, [("output_padding", 0)]),
     )
 )
 
@@ -202,6 +227,21 @@ def _batchnorm_buffers(inputs, attrs):
     }
 
 
+def _norm_torch(node, args, emit):
+    a = node.attrs
+    if node.op == "batchnorm":
+        cls = {2: "BatchNorm1d", 3: "BatchNorm1d", 4: "BatchNorm2d", 5: "BatchNorm3d"}[node.outputs[0].rank]
+        head = f"{cls}({node.params['weight'].shape[0]}"
+        pairs = [("eps", a["eps"], 1e-5), ("momentum", a["momentum"], 0.1)]
+    elif node.op == "layernorm":
+        head = f"LayerNorm({py_size(node.params['weight'].shape) if a['dims'] == 1 else node.params['weight'].shape}"
+        pairs = [("eps", a["eps"], 1e-5)]
+    else:
+        head = f"GroupNorm({a['groups']}, {node.params['weight'].shape[0]}"
+        pairs = [("eps", a["eps"], 1e-5)]
+    return f"{emit.layer(f'nn.{head}{keywords(pairs)})')}({args[0]})"
+
+
 BATCHNORM = register(
     OpDef(
         "batchnorm",
@@ -213,6 +253,7 @@ BATCHNORM = register(
             "bias": (inputs[0].shape[1],),
         },
         buffers=_batchnorm_buffers,
+        torch=_norm_torch,
     )
 )
 
@@ -241,6 +282,7 @@ LAYERNORM = register(
             "weight": tuple(inputs[0].shape[-attrs["dims"] :]),
             "bias": tuple(inputs[0].shape[-attrs["dims"] :]),
         },
+        torch=_norm_torch,
     )
 )
 
@@ -265,6 +307,7 @@ GROUPNORM = register(
             "weight": (inputs[0].shape[1],),
             "bias": (inputs[0].shape[1],),
         },
+        torch=_norm_torch,
     )
 )
 
@@ -276,6 +319,10 @@ def _embedding_infer(inputs, attrs):
     return [TensorType(ids.shape + (attrs["dim"],), "float32")]
 
 
+def _embedding_source(node):
+    return f"nn.Embedding({node.attrs['num']}, {node.attrs['dim']})"
+
+
 EMBEDDING = register(
     OpDef(
         "embedding",
@@ -283,5 +330,6 @@ EMBEDDING = register(
         _embedding_infer,
         "layer",
         params=lambda inputs, attrs: {"weight": (attrs["num"], attrs["dim"])},
+        torch=lambda node, args, emit: f"{emit.layer(_embedding_source(node))}({args[0]})",
     )
 )

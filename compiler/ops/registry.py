@@ -135,6 +135,8 @@ def int_arg(minimum: int | None = None):
             raise ArgError(f"needs an integer, got {describe(value)}")
         if minimum is not None and value < minimum:
             raise ArgError(f"must be at least {minimum}, got {value}")
+        if value >= 2**63:
+            raise ArgError(f"is too large: {value}")
         return value
 
     return check
@@ -285,8 +287,11 @@ def same_dtype(op: str, a: TensorType, b: TensorType):
 # ---------------------------------------------------------------- families
 
 
-def unary(name: str, *extra: Arg, kind: str = "elementwise", dtypes=FLOAT_DTYPES, doc: str = "", **rules) -> OpDef:
-    """An element-wise function of one tensor: the output type is the input type."""
+def unary(
+    name: str, *extra: Arg, kind: str = "elementwise", dtypes=FLOAT_DTYPES, doc: str = "", torch="", **rules
+) -> OpDef:
+    """An element-wise function of one tensor: the output type is the input type.
+    `torch` is its expression with `{x}` for the input, or a lowering function."""
 
     def infer(inputs, attrs):
         (x,) = inputs
@@ -294,7 +299,8 @@ def unary(name: str, *extra: Arg, kind: str = "elementwise", dtypes=FLOAT_DTYPES
             raise ShapeError(f"{name} expects a float tensor, got {x.dtype}")
         return [x]
 
-    return register(OpDef(name, (Arg("x", None, tensor=True), *extra), infer, kind, doc=doc, **rules))
+    lower = torch if callable(torch) else (lambda node, args, emit: torch.format(x=args[0]))
+    return register(OpDef(name, (Arg("x", None, tensor=True), *extra), infer, kind, doc=doc, torch=lower, **rules))
 
 
 def binary(name: str, symbol: str, verb: str, doc: str = "", **rules) -> OpDef:
@@ -310,4 +316,38 @@ def binary(name: str, symbol: str, verb: str, doc: str = "", **rules) -> OpDef:
         return [TensorType(shape, a.dtype)]
 
     args = (Arg("a", None, tensor=True), Arg("b", None, tensor=True))
-    return register(OpDef(name, args, infer, "binary", doc=doc or f"a {symbol} b", **rules))
+    lower = rules.pop("torch", None) or (lambda node, a, emit: f"{a[0]} {symbol} {a[1]}")
+    return register(OpDef(name, args, infer, "binary", doc=doc or f"a {symbol} b", torch=lower, **rules))
+
+
+# ---------------------------------------------------------------- torch lowering helpers
+# A torch lowering is `(node, args, emit) -> str`: the Python expression computing the
+# node from its argument expressions. `emit.layer(source)` declares the node's submodule
+# (an nn.Module constructor expression) and returns the attribute that refers to it;
+# `emit.dim(d)` renders a dimension as a run-time expression.
+
+
+def py(value) -> str:
+    """A Python literal; strings through repr, so nothing from a spec is spliced raw."""
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    if isinstance(value, str):
+        simple = all(c.isalnum() or c in " _-." for c in value)
+        return f'"{value}"' if simple else repr(value)
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, tuple):
+        return "(" + ", ".join(py(v) for v in value) + ("," if len(value) == 1 else "") + ")"
+    raise TypeError(f"no literal for {value!r}")
+
+
+def py_size(value) -> str:
+    """A per-axis tuple that is uniform reads as one int, as people write it."""
+    if isinstance(value, tuple) and value and all(v == value[0] for v in value):
+        return py(value[0])
+    return py(value)
+
+
+def keywords(pairs) -> str:
+    """`k=v` for each (key, value, default) whose value is not the default."""
+    return "".join(f", {k}={py_size(v)}" for k, v, default in pairs if v != default and py_size(v) != py_size(default))

@@ -17,8 +17,11 @@ from .registry import (
     int_arg,
     ints_arg,
     is_int,
+    keywords,
     normalize_axis,
     positive,
+    py,
+    py_size,
     register,
     require_float,
     require_rank,
@@ -58,6 +61,7 @@ CONCAT = register(
         _concat_infer,
         "structure",
         doc="join along axis (a dense skip connection)",
+        torch=lambda node, args, emit: f"torch.cat([{', '.join(args)}], dim={node.attrs['axis']})",
     )
 )
 
@@ -94,6 +98,7 @@ SPLIT = register(
         _split_infer,
         "structure",
         n_outputs=None,
+        torch=lambda node, args, emit: f"torch.split({args[0]}, {py(node.attrs['sizes'])}, dim={node.attrs['axis']})",
     )
 )
 
@@ -114,6 +119,7 @@ FLATTEN = register(
         (Arg("x", None, tensor=True), Arg("start", int_arg(), 1)),
         _flatten_infer,
         "structure",
+        torch=lambda node, args, emit: f"torch.flatten({args[0]}, {node.attrs['start']})",
     )
 )
 
@@ -163,6 +169,7 @@ RESHAPE = register(
         (Arg("x", None, tensor=True), Arg("shape", dims_arg)),
         _reshape_infer,
         "structure",
+        torch=lambda node, args, emit: f"{args[0]}.reshape({', '.join(emit.dim(d) for d in node.attrs['shape'])})",
     )
 )
 
@@ -178,7 +185,15 @@ def _permute_infer(inputs, attrs):
     return [TensorType(tuple(x.shape[a] for a in order), x.dtype)]
 
 
-PERMUTE = register(OpDef("permute", (Arg("x", None, tensor=True), Arg("dims", axes_arg)), _permute_infer, "structure"))
+PERMUTE = register(
+    OpDef(
+        "permute",
+        (Arg("x", None, tensor=True), Arg("dims", axes_arg)),
+        _permute_infer,
+        "structure",
+        torch=lambda node, args, emit: f"{args[0]}.permute({', '.join(map(str, node.attrs['dims']))})",
+    )
+)
 
 # ---------------------------------------------------------------- pooling and resizing
 
@@ -204,6 +219,15 @@ def _pool_infer(name):
     return infer
 
 
+def _pool_torch(func):
+    def lower(node, args, emit):
+        a = node.attrs
+        pairs = [("stride", a["stride"] or a["kernel"], a["kernel"]), ("padding", a["padding"], 0)]
+        return f"F.{func}({args[0]}, {py_size(a['kernel'])}{keywords(pairs)})"
+
+    return lower
+
+
 def _pool(name, doc):
     args = (
         Arg("x", None, tensor=True),
@@ -211,7 +235,8 @@ def _pool(name, doc):
         Arg("stride", _stride_or_kernel, None),
         Arg("padding", ints_arg(2, 0), 0),
     )
-    return register(OpDef(name, args, _pool_infer(name), "structure", doc=doc))
+    lower = _pool_torch("max_pool2d" if name == "maxpool2d" else "avg_pool2d")
+    return register(OpDef(name, args, _pool_infer(name), "structure", doc=doc, torch=lower))
 
 
 MAXPOOL2D = _pool("maxpool2d", "max pooling; stride defaults to the kernel")
@@ -239,6 +264,7 @@ ADAPTIVE_AVGPOOL2D = register(
         (Arg("x", None, tensor=True), Arg("size", ints_arg(2, 1))),
         _adaptive_infer,
         "structure",
+        torch=lambda node, args, emit: f"F.adaptive_avg_pool2d({args[0]}, {py_size(node.attrs['size'])})",
     )
 )
 
@@ -249,6 +275,12 @@ def _upsample_infer(inputs, attrs):
     require_rank("upsample", x, (4,), "N, C, H, W")
     scale = attrs["scale"]
     return [TensorType(x.shape[:2] + tuple(D.mul(d, scale) for d in x.shape[2:]), x.dtype)]
+
+
+def _upsample_torch(node, args, emit):
+    mode = node.attrs["mode"]
+    corners = ", align_corners=False" if mode == "bilinear" else ""
+    return f"F.interpolate({args[0]}, scale_factor={node.attrs['scale']}, mode={py(mode)}{corners})"
 
 
 UPSAMPLE = register(
@@ -262,6 +294,7 @@ UPSAMPLE = register(
         _upsample_infer,
         "structure",
         doc="align_corners false",
+        torch=_upsample_torch,
     )
 )
 
@@ -286,6 +319,7 @@ SOFTMAX = register(
         (Arg("x", None, tensor=True), Arg("axis", int_arg(), -1)),
         _softmax_infer("softmax"),
         "structure",
+        torch=lambda node, args, emit: f"F.softmax({args[0]}, dim={node.attrs['axis']})",
     )
 )
 LOG_SOFTMAX = register(
@@ -294,6 +328,7 @@ LOG_SOFTMAX = register(
         (Arg("x", None, tensor=True), Arg("axis", int_arg(), -1)),
         _softmax_infer("log_softmax"),
         "structure",
+        torch=lambda node, args, emit: f"F.log_softmax({args[0]}, dim={node.attrs['axis']})",
     )
 )
 
@@ -317,7 +352,13 @@ def _reduce_infer(name, floats_only):
 
 def _reduction(name, floats_only):
     args = (Arg("x", None, tensor=True), Arg("axes", axes_arg), Arg("keepdim", bool_arg, False))
-    return register(OpDef(name, args, _reduce_infer(name, floats_only), "structure"))
+
+    def lower(node, args, emit):
+        axes = node.attrs["axes"]
+        keep = ", keepdim=True" if node.attrs["keepdim"] else ""
+        return f"{args[0]}.{name}(dim={py_size(axes) if len(axes) == 1 else py(axes)}{keep})"
+
+    return register(OpDef(name, args, _reduce_infer(name, floats_only), "structure", torch=lower))
 
 
 MEAN = _reduction("mean", True)
@@ -344,6 +385,7 @@ MSE_LOSS = register(
         _mse_infer,
         "loss",
         doc="mean of squared differences",
+        torch=lambda node, args, emit: f"F.mse_loss({args[0]}, {args[1]})",
     )
 )
 
@@ -369,5 +411,6 @@ CROSS_ENTROPY = register(
         _cross_entropy_infer,
         "loss",
         doc="mean negative log-likelihood of int64 labels",
+        torch=lambda node, args, emit: f"F.cross_entropy({args[0]}, {args[1]})",
     )
 )

@@ -73,10 +73,7 @@ def run_once(netc: str, spec: Path) -> tuple[float, str]:
     proc = subprocess.run([netc, "check", str(spec)], capture_output=True, text=True)
     elapsed = time.perf_counter() - start
     if proc.returncode != 0:
-        sys.exit(
-            f"check_speed: `netc check {spec}` exited {proc.returncode}:\n"
-            f"{proc.stderr or proc.stdout}"
-        )
+        sys.exit(f"check_speed: `netc check {spec}` exited {proc.returncode}:\n{proc.stderr or proc.stdout}")
     return elapsed, proc.stdout + proc.stderr
 
 

@@ -37,6 +37,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--max-depth", type=_positive, default=64, help="cap on nested block calls (default 64)")
     check.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    compile_ = commands.add_parser("compile", help="compile a spec to a backend's source")
+    compile_.add_argument("file", help="the .net file")
+    compile_.add_argument("--target", choices=["torch"], required=True, help="the backend")
+    compile_.add_argument("-o", "--output", help="the file to write (default: standard output)")
+    compile_.add_argument("--network", help="the network to compile, where the file defines several")
+    compile_.add_argument("--max-nodes", type=_positive, default=1_000_000, help=argparse.SUPPRESS)
+    compile_.add_argument("--max-depth", type=_positive, default=64, help=argparse.SUPPRESS)
+    compile_.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     return parser
 
 
@@ -58,7 +66,7 @@ def main(argv=None) -> int:
         return int(exc.code or 0)
     if args.command is None:
         parser.print_usage(sys.stderr)
-        print("netc: error: a command is required (check)", file=sys.stderr)
+        print("netc: error: a command is required (check, compile)", file=sys.stderr)
         return EXIT_USAGE
     result = {}
 
@@ -97,7 +105,39 @@ def main(argv=None) -> int:
 def _dispatch(args) -> int:
     if args.command == "check":
         return _check(args)
+    if args.command == "compile":
+        return _compile(args)
     raise AssertionError(args.command)
+
+
+def _compile(args) -> int:
+    from .api import compile_file
+
+    try:
+        compiled = compile_file(args.file, args.network, max_nodes=args.max_nodes, max_depth=args.max_depth)
+        source = compiled.torch_source()
+    except NetcError as exc:
+        return _report_errors(exc, False)
+    for warning in compiled.warnings:
+        print(render(warning, compiled.sources), file=sys.stderr)
+    if args.output is None:
+        sys.stdout.write(source)
+        return EXIT_OK
+    import os
+    import tempfile
+    from pathlib import Path
+
+    target = Path(args.output)
+    try:  # write beside the target and rename, so a failure never leaves half a file
+        fd, tmp = tempfile.mkstemp(dir=target.parent if str(target.parent) else ".", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(source)
+        os.replace(tmp, target)
+    except OSError as exc:
+        print(f"netc: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_SPEC
+    print(f"wrote {args.output}: class {compiled.class_name}, {compiled.parameters:,} parameters", file=sys.stderr)
+    return EXIT_OK
 
 
 def _check(args) -> int:
@@ -137,32 +177,38 @@ def _report_errors(exc: NetcError, as_json: bool) -> int:
     return EXIT_SPEC
 
 
-def _print_summary(compiled) -> None:
-    from rich.console import Console
-    from rich.table import Table
+_RICH_ROWS = 1000  # rich draws about a millisecond a row; larger tables print as plain columns
 
+
+def _print_summary(compiled) -> None:
     from .printer import type_text
 
     g = compiled.graph
-    table = Table(title=f"network {g.name}", title_justify="left", show_edge=False, pad_edge=False)
-    table.add_column("Layer", no_wrap=True)
-    table.add_column("Op")
-    table.add_column("Output shape")
-    table.add_column("Params", justify="right")
-    for name in g.inputs:
-        node = g.node(name)
-        table.add_row(name, "input", type_text(node.outputs[0]), "")
+    rows = [(name, "input", type_text(g.node(name).outputs[0]), "") for name in g.inputs]
     for node in compiled.layers():
         count = node.parameter_count
-        table.add_row(
-            node.name,
-            node.op,
-            ", ".join(type_text(t) for t in node.outputs),
-            f"{count:,}" if count else "",
-        )
-    table.add_section()
+        shapes = ", ".join(type_text(t) for t in node.outputs)
+        rows.append((node.name, node.op, shapes, f"{count:,}" if count else ""))
     outputs = ", ".join(f"{name} {type_text(g.type_of(v))}" for name, v in g.outputs)
-    table.add_row("Total", f"{len(compiled.layers())} layers", outputs, f"{compiled.parameters:,}")
+    total = ("Total", f"{len(compiled.layers())} layers", outputs, f"{compiled.parameters:,}")
+    header = ("Layer", "Op", "Output shape", "Params")
+    if len(rows) > _RICH_ROWS:
+        widths = [max(len(r[i]) for r in [header, total, *rows]) for i in range(4)]
+        line = lambda r: "  ".join(c.rjust(w) if i == 3 else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
+        rule = "  ".join("-" * w for w in widths)
+        text = "\n".join([f"network {g.name}", line(header), rule, *map(line, rows), rule, line(total)])
+        sys.stdout.write(text + "\n")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"network {g.name}", title_justify="left", show_edge=False, pad_edge=False)
+    for name in header:
+        table.add_column(name, no_wrap=name == "Layer", justify="right" if name == "Params" else "left")
+    for row in rows:
+        table.add_row(*row)
+    table.add_section()
+    table.add_row(*total)
     Console(highlight=False, soft_wrap=False, width=200 if not sys.stdout.isatty() else None).print(table)
 
 

@@ -12,6 +12,7 @@ or for H vs H + 1, never for N vs M (they may be equal at run time).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Union
 
 DimLike = Union[int, "Dim"]
@@ -49,9 +50,13 @@ class Dim:
     terms: tuple[tuple[Atom, int], ...]
     const: int = 0
 
+    @cached_property
+    def _key(self):
+        return (tuple(sorted(((_atom_key(a), c) for a, c in self.terms))), self.const)
+
     def key(self):
         """Canonical form: equal keys mean provably equal dimensions."""
-        return (tuple(sorted(((_atom_key(a), c) for a, c in self.terms))), self.const)
+        return self._key
 
     def __eq__(self, other):
         return isinstance(other, Dim) and self.key() == other.key()
@@ -66,6 +71,10 @@ class Dim:
         return f"Dim({self.text()!r})"
 
     def text(self) -> str:
+        return self._text
+
+    @cached_property
+    def _text(self) -> str:
         parts = []
         for atom, coeff in self.terms:
             magnitude = abs(coeff)

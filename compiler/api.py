@@ -26,9 +26,9 @@ class CompiledNetwork:
     @property
     def class_name(self) -> str:
         """The PyTorch class of the network: its name in CamelCase (actor_critic -> ActorCritic)."""
-        from netc.backends.torch import camel
+        from netc.backends.torch import network_class
 
-        return camel(self.graph.name)
+        return network_class(self.graph.name)
 
     def torch_source(self) -> str:
         """The PyTorch module source: imports only torch and the standard library."""

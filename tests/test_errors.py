@@ -75,7 +75,6 @@ def row(id, spec, line, column, message, *, bug=None, files=None, **extra):
     return pytest.param(case, id=id, marks=marks)
 
 
-
 # fmt: off
 CASES = [
     # ------------------------------------------------------------------ syntax

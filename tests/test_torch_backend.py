@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, run_netc
-
 from netc.compiler import compile_file, compile_string
 
 torch = pytest.importorskip("torch")

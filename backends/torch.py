@@ -48,13 +48,15 @@ class Namespace:
     def __init__(self, reserved=()):
         self.used = set(_RESERVED) | set(reserved)
 
-    def fresh(self, base: str) -> str:
+    def fresh(self, base: str, numbered: bool = False) -> str:
+        """`base`, else `base_`, `base_1`, ...; numbered: `base`, `base2`, `base3`, ..."""
         base = re.sub(r"\W", "_", base) or "v"
         if base[0].isdigit():
             base = "_" + base
-        if base in self.used:
+        first = 2 if numbered else 1
+        if base in self.used and not numbered:
             base = base + "_"
-        name, k = base, 1
+        name, k = base, first
         while name in self.used:
             name, k = f"{base}{k}", k + 1
         self.used.add(name)
@@ -322,7 +324,7 @@ class TorchEmitter:
             if inst.key in by_key:
                 inst.cls = by_key[inst.key].cls
                 return
-            inst.cls = _class_name(class_ns, camel(inst.block))
+            inst.cls = class_ns.fresh(camel(inst.block), numbered=True)  # Bottleneck, Bottleneck2, ...
             by_key[inst.key] = inst
             order.append(inst)
 
@@ -368,15 +370,6 @@ class TorchEmitter:
             lines += _fit("        ", code, comment)
         lines += _fit("        ", "return " + ", ".join(outs) if outs else "return None", "")
         return "\n".join(lines) + "\n"
-
-
-def _class_name(namespace: Namespace, base: str) -> str:
-    """Bottleneck, Bottleneck2, Bottleneck3, ... for the specializations of one block."""
-    name, k = base, 2
-    while name in namespace.used:
-        name, k = f"{base}{k}", k + 1
-    namespace.used.add(name)
-    return name
 
 
 def _safe_doc(text: str) -> str:

@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass, field, replace
 
 from netc.dsl import syntax as S
-from netc.dsl.diagnostics import Diagnostic, NetcError, Span
+from netc.dsl.diagnostics import Diagnostic, InternalError, NetcError, Span
 
 from . import dims as D
 from .dims import Dim
@@ -90,7 +90,7 @@ class Elaborator:
         self.stack: list[str] = []  # block names being expanded
         self._consts: dict = {}
         self._const_busy: list[str] = []
-        self._bad_blocks = self._check_returns()
+        self._bad_blocks: set = set()
         self._hint: str | None = None  # the variable the current statement binds
 
     # ------------------------------------------------------------ entry
@@ -99,6 +99,7 @@ class Elaborator:
         net = self._pick(name)
         self.graph = Graph(net.name)
         try:
+            self._bad_blocks = self._check_returns()
             for const_name, const in self.program.consts.items():
                 self._const(const_name, const.name_span)
             self._network(net)
@@ -302,7 +303,7 @@ class Elaborator:
                 if isinstance(value, Multi):
                     raise NetcError(
                         f"this call returns {len(value.values)} values; unpack them: `{', '.join(['_'] * len(value.values))} = ...`",
-                        stmt.value.span,
+                        _at_call(stmt.value),
                     )
                 return self._bind(frame, stmt.targets[0], value)
             if value is POISON:
@@ -313,7 +314,7 @@ class Elaborator:
             if got != len(stmt.targets):
                 raise NetcError(
                     f"cannot unpack {got} value{'s' * (got != 1)} into {len(stmt.targets)} names",
-                    stmt.value.span,
+                    _at_call(stmt.value),
                 )
             for target, v in zip(stmt.targets, value.values):
                 self._bind(frame, target, v)
@@ -446,7 +447,7 @@ class Elaborator:
             return tuple(value.type.shape)
         if isinstance(expr, S.Index):
             return self._index(expr, frame)
-        raise NetcError("unsupported expression", expr.span)
+        raise InternalError(f"no evaluation rule for {type(expr).__name__}")
 
     def _lookup(self, expr: S.Name, frame: Frame):
         if expr.id in frame.vars:
@@ -479,10 +480,7 @@ class Elaborator:
             value = POISON
         finally:
             self._const_busy.pop()
-        if isinstance(value, (Tensor, Multi)):
-            self._record(NetcError(f"constant `{name}` must be a compile-time value", const.value.span), None)
-            value = POISON
-        self._consts[name] = value
+        self._consts[name] = value  # no op makes a tensor from nothing: constants stay compile-time
         return value
 
     def _index(self, expr: S.Index, frame: Frame):
@@ -551,7 +549,7 @@ class Elaborator:
             return POISON
         for side, sub in ((left, expr.left), (right, expr.right)):
             if isinstance(side, Multi):
-                raise NetcError(f"this call returns {len(side.values)} values, not one", sub.span, code="type")
+                raise NetcError(f"this call returns {len(side.values)} values, not one", _at_call(sub), code="type")
         if isinstance(left, Tensor) or isinstance(right, Tensor):
             return self._tensor_binary(expr, left, right, frame)
         return _const_binary(op, left, right, expr)
@@ -650,12 +648,12 @@ class Elaborator:
             return POISON
         for value, arg in zip(positional, expr.args):
             if isinstance(value, Multi):
-                raise NetcError(f"this call returns {len(value.values)} values, not one", arg.span, code="type")
+                raise NetcError(f"this call returns {len(value.values)} values, not one", _at_call(arg), code="type")
         for value, kw in keywords.values():
             if isinstance(value, Multi):
                 raise NetcError(
                     f"this call returns {len(value.values)} values, not one",
-                    kw.value.span,
+                    kw.key_span,
                     code="type",
                 )
         if kind == "op":
@@ -835,8 +833,6 @@ class Elaborator:
                     code="argument",
                 )
             bound[p.name] = self._eval(p.default, self._const_frame())
-            if isinstance(bound[p.name], (Tensor, Multi)):
-                raise NetcError("a default must be a compile-time value", p.default.span, code="type")
         local = self._local_name(frame, block.name, instance_name, name_span, expr.func_span)
         if block.name in self._bad_blocks:
             return POISON
@@ -925,7 +921,7 @@ def _const_binary(op: str, a, b, expr: S.Binary):
         raise NetcError("division by zero", span, code="type")
     except OverflowError:
         raise NetcError("the result is too large", span, code="type")
-    raise NetcError(f"unsupported operator `{symbol}`", span)
+    raise InternalError(f"no rule for the operator {symbol}")
 
 
 def _equal(a, b):
@@ -961,7 +957,8 @@ def _power(a, b, span):
         raise ZeroDivisionError
     result = float(a) ** float(b)
     if isinstance(result, complex):
-        raise NetcError(f"{a} ** {b} is not a real number", span, code="type")
+        base = f"({a})" if a < 0 else str(a)
+        raise NetcError(f"{base} ** {b} is not a real number", span, code="type")
     return result
 
 
@@ -1007,22 +1004,34 @@ def _suggest(name: str, candidates, what: str = "") -> tuple[str, ...]:
     return (f"did you mean `{close[0]}`?",) if close else ()
 
 
+def _at_call(expr) -> Span:
+    """Where a call's result is at fault: its name (LANGUAGE.md: "at the call")."""
+    return expr.func_span if isinstance(expr, S.Call) else expr.span
+
+
+def _walk(stmts):
+    """Every statement, nested bodies included; iterative, so deep nesting cannot overflow."""
+    pending = list(reversed(stmts))
+    while pending:
+        stmt = pending.pop()
+        yield stmt
+        if isinstance(stmt, S.Repeat):
+            pending.extend(reversed(stmt.body))
+        elif isinstance(stmt, S.If):
+            nested = [s for _, body in stmt.branches for s in body] + list(stmt.orelse or ())
+            pending.extend(reversed(nested))
+
+
 def _assigned(stmts) -> set:
     """Every name a statement list may bind (for poisoning after an undecidable branch)."""
     names = set()
-    for stmt in stmts:
+    for stmt in _walk(stmts):
         if isinstance(stmt, S.Assign):
             names.update(stmt.targets)
         elif isinstance(stmt, S.Annotated):
             names.add(stmt.target)
-        elif isinstance(stmt, S.Repeat):
-            names |= _assigned(stmt.body)
-            if stmt.var:
-                names.add(stmt.var)
-        elif isinstance(stmt, S.If):
-            for _, body in stmt.branches:
-                names |= _assigned(body)
-            names |= _assigned(stmt.orelse or ())
+        elif isinstance(stmt, S.Repeat) and stmt.var:
+            names.add(stmt.var)
     return names
 
 
@@ -1045,12 +1054,4 @@ def _static_steps(stmts) -> int:
 
 
 def _returns(stmts):
-    for stmt in stmts:
-        if isinstance(stmt, S.Return):
-            yield stmt
-        elif isinstance(stmt, S.Repeat):
-            yield from _returns(stmt.body)
-        elif isinstance(stmt, S.If):
-            for _, body in stmt.branches:
-                yield from _returns(body)
-            yield from _returns(stmt.orelse or ())
+    return [stmt for stmt in _walk(stmts) if isinstance(stmt, S.Return)]

@@ -56,7 +56,7 @@ class _Loader:
         main = parse(text, display)  # a syntax error in the main file stops here
         program = Program(main, self.sources)
         order: list[S.Module] = []
-        self._imports(main, display, resolved, [resolved] if resolved else [], order)
+        self._imports(main, display, resolved, order)
         order.append(main)
         defined: dict[str, Span] = {}
         for module in order:
@@ -112,13 +112,25 @@ class _Loader:
             )
         )
 
-    def _imports(self, module: S.Module, display: str, resolved: Path | None, stack: list, order: list):
-        base_dir = resolved.parent if resolved else Path.cwd()
-        for imp in module.imports:
+    def _imports(self, root: S.Module, display: str, resolved: Path | None, order: list):
+        """Depth-first over the imports, children before parents in `order`; an explicit
+        stack, so that a long chain of imports needs no deep recursion."""
+        path = [resolved] if resolved else []  # the files being imported, for cycles
+        stack = [(display, resolved, iter(root.imports))]
+        while stack:
+            display, resolved, pending = stack[-1]
+            imp = next(pending, None)
+            if imp is None:
+                stack.pop()
+                if stack:
+                    order.append(self.modules[resolved])
+                    path.pop()
+                continue
+            base_dir = resolved.parent if resolved else Path.cwd()
             target = (base_dir / imp.path).resolve()
             shown = os.path.normpath(os.path.join(os.path.dirname(display), imp.path))
-            if target in stack:
-                cycle = " -> ".join(p.name for p in stack[stack.index(target) :] + [target])
+            if target in path:
+                cycle = " -> ".join(p.name for p in path[path.index(target) :] + [target])
                 self.errors.append(Diagnostic(f"import cycle: {cycle}", imp.span, code="import"))
                 continue
             if target in self.modules:
@@ -126,7 +138,8 @@ class _Loader:
             try:
                 text = target.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:
-                reason = "no such file" if isinstance(exc, FileNotFoundError) else str(exc)
+                reasons = {FileNotFoundError: "no such file", IsADirectoryError: "it is a directory"}
+                reason = reasons.get(type(exc), getattr(exc, "strerror", None) or str(exc))
                 self.errors.append(Diagnostic(f'cannot import "{imp.path}": {reason}', imp.span, code="import"))
                 continue
             self.sources.add(shown, text)
@@ -137,5 +150,5 @@ class _Loader:
                 self.errors += [Diagnostic(d.message, d.span, d.notes + notes, code=d.code) for d in exc.diagnostics]
                 continue
             self.modules[target] = child
-            self._imports(child, shown, target, stack + [target], order)
-            order.append(child)
+            path.append(target)
+            stack.append((shown, target, iter(child.imports)))

@@ -89,7 +89,10 @@ def register(op: OpDef) -> OpDef:
 
 def describe(value) -> str:
     """How a compile-time value reads in a message: `the int 3`, `the string "x"`."""
-    from ..values import Tensor  # local: values imports this module's siblings
+    from ..values import Multi, Tensor  # local: values imports this module's siblings
+
+    if isinstance(value, Multi):
+        return f"the {len(value.values)} values that one call returns"
 
     if isinstance(value, bool):
         return f"the bool {'true' if value else 'false'}"
@@ -135,8 +138,6 @@ def int_arg(minimum: int | None = None):
             raise ArgError(f"needs an integer, got {describe(value)}")
         if minimum is not None and value < minimum:
             raise ArgError(f"must be at least {minimum}, got {value}")
-        if value >= 2**63:
-            raise ArgError(f"is too large: {value}")
         return value
 
     return check

@@ -179,7 +179,7 @@ def _permute_infer(inputs, attrs):
     order = attrs["dims"]
     if len(order) != x.rank or sorted(a % x.rank for a in order if -x.rank <= a < x.rank) != list(range(x.rank)):
         raise ShapeError(
-            f"permute needs an order of the {x.rank} axes of {shape_text(x.shape)}, got {shape_text(order)}",
+            f"permute needs an order of the {x.rank} axes of {shape_text(x.shape)}, got {order}",
             arg="dims",
         )
     return [TensorType(tuple(x.shape[a] for a in order), x.dtype)]

@@ -1,0 +1,1771 @@
+"""Error messages: a row for every message template the compiler can produce.
+
+tests/test_errors.py is organized by kind of error; this table completes it template by
+template. Each row is a minimal spec, the (line, column) of its first error diagnostic and a
+substring of that error's message (case-insensitive). The positions follow LANGUAGE.md's
+Errors section: the call's name when a call's inputs or result are wrong, the argument when
+one argument is wrong (a keyword argument's key), the whole expression for an operator (its
+operand when only that operand is wrong, as test_errors.py's rows have it), the name for an
+undefined name, the statement for a failed annotation, `assert`, duplicate definition or
+`import`. Rows for files and imports are compiled from tmp_path with `compile_file`; `{tmp}`
+in their message stands for tmp_path. Errors that name no source position (a file that
+cannot be read) have line and column None.
+
+`test_every_template_has_a_row` reads the compiler's sources, extracts every message
+template (the string literal given to NetcError, FatalError, ShapeError, ArgError or
+Diagnostic) and checks that its longest literal fragment appears in the expected message of
+some row of this file or of tests/test_errors.py; the only exceptions are listed, with the
+reason, in UNREACHABLE and ONLY_THROUGH_A_BUG below.
+
+Rows marked xfail(strict=True) are behaviours believed to be netc bugs; each reason says
+what is expected and what netc does.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import sys
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from netc.compiler import compile_file, compile_string
+from netc.dsl.diagnostics import NetcError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+DIRECTORY = object()  # a `files` entry that is a directory, not a file
+ANY_FILE = "*"  # a row whose error may be in any file
+
+# Python object reprs that must never reach a message.
+REPR_LEAK = re.compile(r"\b(?:Multi|Tensor|TensorType|Value|Dim|Span)\(")
+
+
+@dataclass(frozen=True)
+class Case:
+    spec: str | None  # main.net's text; None where the row writes no main.net
+    line: int | None  # None: the error names no source position
+    column: int | None
+    message: str  # a substring of the first error's message; `{tmp}` is tmp_path
+    note: str | None = None  # a substring of one of the first error's notes
+    files: dict = field(default_factory=dict)  # other files (text, bytes or DIRECTORY)
+    target: str | None = None  # the path compiled, relative to tmp_path (default main.net)
+    file: str | None = None  # the file name the first error is in (default: the spec's)
+    network: str | None = None
+    limits: dict = field(default_factory=dict)  # max_nodes / max_depth
+    recursion_limit: int | None = None  # pinned while compiling, for rows about nesting depth
+
+    @property
+    def on_disk(self) -> bool:
+        """Compiled with compile_file from tmp_path."""
+        return bool(self.files) or self.target is not None or bool(re.search(r"^import ", self.spec or "", re.M))
+
+
+def _text(spec):
+    """Dedents a triple-quoted spec; its first line is line 1."""
+    return textwrap.dedent(spec).lstrip("\n") if isinstance(spec, str) else spec
+
+
+def row(id, spec, line, column, message, *, bug=None, files=None, **extra):
+    case = Case(
+        _text(spec),
+        line,
+        column,
+        message,
+        files={name: _text(content) for name, content in (files or {}).items()},
+        **extra,
+    )
+    marks = [pytest.mark.xfail(reason=bug, strict=True)] if bug else []
+    return pytest.param(case, id=id, marks=marks)
+
+
+def _nested(opening: str, depth: int) -> str:
+    """A network whose body nests `depth` statements `opening { ... }`."""
+    return "network n(x: [N, 8]) {\n" + f"{opening} {{\n" * depth + "x = x -> relu\n" + "}\n" * depth + "return x\n}\n"
+
+
+def _import_chain(length: int) -> dict:
+    """m0.net imports m1.net, which imports m2.net, ... m{length}.net."""
+    files = {f"m{i}.net": f'import "m{i + 1}.net"\nc{i} = {i}\n' for i in range(length)}
+    files[f"m{length}.net"] = f"c{length} = {length}\n"
+    return files
+
+
+# fmt: off
+CASES = [
+    # ------------------------------------------------------------------ networks and inputs
+    row(
+        "network-named-not-found",
+        """
+        network a(x: [N, 8]) { return x }
+        network b(x: [N, 8]) { return x }
+        """,
+        1, 9, "no network named `m`; the file defines a, b", network="m",
+    ),
+    row(
+        "network-output-not-a-tensor",
+        """
+        network n(x: [N, 8]) {
+            y = x -> linear(4)
+            return y, 3
+        }
+        """,
+        3, 15, "a network output must be a tensor, got the int 3",
+    ),
+    row(
+        "input-unknown-dtype",
+        """
+        network n(x: float16[N, 8]) { return x }
+        """,
+        1, 14, "unknown dtype `float16`; expected float32, float64 or int64",
+    ),
+    row(
+        "input-dimension-zero",
+        """
+        network n(x: [N, 0]) { return x }
+        """,
+        1, 18, "an input dimension must be a positive integer or a name, got the int 0",
+    ),
+    row(
+        "input-dimension-float",
+        """
+        network n(x: [N, 2.5]) { return x }
+        """,
+        1, 18, "an input dimension must be a positive integer or a name, got the float 2.5",
+    ),
+    row(
+        "input-declared-twice",
+        """
+        network n(x: [N, 8], x: [N, 4]) { return x }
+        """,
+        1, 22, "input `x` is declared twice",
+    ),
+    # ------------------------------------------------------------------ statements
+    row(
+        "unpack-call-with-several-results-into-one-name",
+        """
+        network n(x: [N, 8]) {
+            y = split(x, 4)
+            return y
+        }
+        """,
+        2, 9, "this call returns 2 values; unpack them: `_, _ = ...`",
+    ),
+    row(
+        "unpack-two-values-into-three-names",
+        """
+        network n(x: [N, 8]) {
+            a, b, c = split(x, 4)
+            return a
+        }
+        """,
+        2, 15, "cannot unpack 2 values into 3 names",
+    ),
+    row(
+        "unpack-one-value-into-two-names",
+        """
+        network n(x: [N, 8]) {
+            a, b = relu(x)
+            return a
+        }
+        """,
+        2, 12, "cannot unpack 1 value into 2 names",
+    ),
+    row(
+        "condition-not-a-bool",
+        """
+        network n(x: [N, 8]) {
+            if 1 { y = x } else { y = x -> relu }
+            return y
+        }
+        """,
+        2, 8, "a condition must be true or false, got the int 1",
+    ),
+    row(
+        "annotation-of-a-constant",
+        """
+        network n(x: [N, 8]) {
+            y: [N, 8] = 3
+            return x
+        }
+        """,
+        2, 5, "a shape annotation needs a tensor, got the int 3",
+    ),
+    row(
+        "annotation-entry-not-a-dimension",
+        """
+        network n(x: [N, 8]) {
+            y: [N, "a"] = x
+            return y
+        }
+        """,
+        2, 12, 'a shape entry must be a dimension, got the string "a"',
+    ),
+    row(
+        "assert-message-not-a-string",
+        """
+        network n(x: [N, 8]) {
+            assert false, 3
+            return x
+        }
+        """,
+        2, 5, "assertion failed: the int 3",
+    ),
+    # ------------------------------------------------------------------ limits
+    row(
+        "limit-steps-of-nested-repeats",
+        """
+        network n(x: [N, 8]) {
+            r = 200
+            repeat 100 { repeat r { k = 1 } }
+            return x
+        }
+        """,
+        3, 29, "elaboration takes more than 10020 steps", limits={"max_nodes": 10},
+    ),
+    row(
+        "limit-expression-nesting",
+        "network n(x: [N, 8]) {\n    return x" + " + x" * 3000 + "\n}\n",
+        1, 9, "the spec nests too deeply to elaborate", recursion_limit=1000,
+    ),
+    row(
+        "limit-dimension-too-large",
+        """
+        network n(x: [N, 8, 8, 8]) {
+            y = x -> upsample(scale=4611686018427387904)
+            return y
+        }
+        """,
+        2, 14, "upsample makes a dimension too large: [N, 8, 36893488147419103232, 36893488147419103232]",
+    ),
+    # ------------------------------------------------------------------ constants, attributes, indexing
+    row(
+        "constant-cycle",
+        """
+        a = b
+        b = a
+        network n(x: [N, 8]) { return x -> linear(a) }
+        """,
+        2, 5, "constant `a` is defined in terms of itself: a -> b -> a",
+    ),
+    row(
+        "tuple-holding-a-tensor",
+        """
+        network n(x: [N, 8]) {
+            y = (x, 1)
+            return x
+        }
+        """,
+        2, 10, "a tuple holds compile-time values, not tensors",
+    ),
+    row(
+        "attribute-unknown",
+        """
+        network n(x: [N, 8]) {
+            y = x.size
+            return x
+        }
+        """,
+        2, 11, "unknown attribute `size`; a tensor has only `.shape`",
+    ),
+    row(
+        "attribute-shape-of-a-constant",
+        """
+        network n(x: [N, 8]) {
+            k = 3
+            y = k.shape
+            return x
+        }
+        """,
+        3, 9, "`.shape` needs a tensor, got the int 3",
+    ),
+    row(
+        "index-a-tensor",
+        """
+        network n(x: [N, 8]) {
+            y = x[0]
+            return y
+        }
+        """,
+        2, 9, "a tensor cannot be indexed; use `split`, or `.shape[i]` for its size",
+    ),
+    row(
+        "index-an-int",
+        """
+        network n(x: [N, 8]) {
+            k = 3
+            y = x -> linear(k[0])
+            return y
+        }
+        """,
+        3, 21, "only a tuple can be indexed, got the int 3",
+    ),
+    row(
+        "index-not-an-int",
+        """
+        network n(x: [N, 8]) {
+            y = x -> linear(x.shape["a"])
+            return y
+        }
+        """,
+        2, 29, 'an index must be an integer, got the string "a"',
+    ),
+    row(
+        "index-out-of-range",
+        """
+        network n(x: [N, 8]) {
+            y = x -> linear(x.shape[2])
+            return y
+        }
+        """,
+        2, 29, "index 2 is out of range for a tuple of 2 items",
+    ),
+    # ------------------------------------------------------------------ compile-time operators
+    row(
+        "not-of-an-int",
+        """
+        network n(x: [N, 8]) {
+            y = not 3
+            return x
+        }
+        """,
+        2, 13, "`not` needs true or false, got the int 3",
+    ),
+    row(
+        "negate-a-string",
+        """
+        network n(x: [N, 8]) {
+            y = x -> linear(-"a")
+            return y
+        }
+        """,
+        2, 21, 'cannot negate the string "a"',
+    ),
+    row(
+        "and-left-not-a-bool",
+        """
+        network n(x: [N, 8]) {
+            y = 3 and true
+            return x
+        }
+        """,
+        2, 9, "`and` needs true or false, got the int 3",
+    ),
+    row(
+        "and-right-not-a-bool",
+        """
+        network n(x: [N, 8]) {
+            y = true and 3
+            return x
+        }
+        """,
+        2, 18, "`and` needs true or false, got the int 3",
+    ),
+    row(
+        "arithmetic-on-a-string",
+        """
+        network n(x: [N, 8]) {
+            y = x -> linear("a" - 1)
+            return y
+        }
+        """,
+        2, 21, '`-` needs numbers, got the string "a"',
+    ),
+    row(
+        "matmul-of-constants",
+        """
+        network n(x: [N, 8]) {
+            y = x -> linear(2 @ 3)
+            return y
+        }
+        """,
+        2, 21, "`@` needs two tensors",
+    ),
+    row(
+        "float-overflow-to-infinity",
+        """
+        k = 1e308 * 10
+        network n(x: [N, 8]) { return x }
+        """,
+        1, 5, "the result is not a finite number",
+    ),
+    row(
+        "float-power-too-large",
+        """
+        network n(x: [N, 8]) {
+            y = x -> linear(10.0 ** 400)
+            return y
+        }
+        """,
+        2, 21, "the result is too large",
+    ),
+    row(
+        "int-power-overflow",
+        """
+        network n(x: [N, 8]) {
+            y = x -> linear(2 ** 64)
+            return y
+        }
+        """,
+        2, 21, "integer overflow: compile-time integers must fit in 64 bits",
+    ),
+    row(
+        "bug-power-of-negative-base-message",
+        """
+        network n(x: [N, 8]) {
+            y = x -> linear((-8) ** 0.5)
+            return y
+        }
+        """,
+        2, 21, "(-8) ** 0.5 is not a real number",
+    ),
+    row(
+        "compare-undecidable-equality",
+        """
+        network n(x: [N, 8], y: [M, 8]) {
+            assert N == M, "same batch"
+            return x
+        }
+        """,
+        2, 12, "cannot decide at compile time whether N == M: it depends on run-time sizes",
+    ),
+    row(
+        "compare-undecidable-order",
+        """
+        network n(x: [N, 8], y: [M, 8]) {
+            assert N < M
+            return x
+        }
+        """,
+        2, 12, "cannot decide at compile time whether N < M",
+    ),
+    row(
+        "compare-int-and-string",
+        """
+        network n(x: [N, 8]) {
+            assert 1 < "a"
+            return x
+        }
+        """,
+        2, 12, 'cannot compare the int 1 and the string "a" with `<`',
+    ),
+    row(
+        "compare-tuples-of-mixed-items",
+        """
+        network n(x: [N, 8]) {
+            assert (1, "a") < ("a", 1)
+            return x
+        }
+        """,
+        2, 12, 'cannot compare the tuple (1, "a") and the tuple ("a", 1) with `<`',
+    ),
+    row(
+        "dimension-true-division",
+        """
+        network n(x: [N, 8]) {
+            y = x -> reshape((N / 2, 16))
+            return y
+        }
+        """,
+        2, 23, "`/` on a dimension gives no dimension; use `+ - * // %` with integers",
+    ),
+    row(
+        "dimension-floor-division-by-zero",
+        """
+        network n(x: [N, 8]) {
+            y = x -> reshape((N // 0, 8))
+            return y
+        }
+        """,
+        2, 23, "`//` on a dimension needs a positive divisor, got 0",
+    ),
+    row(
+        "dimension-modulo-negative",
+        """
+        network n(x: [N, 8]) {
+            y = x -> reshape((N % -2, 8))
+            return y
+        }
+        """,
+        2, 23, "`%` on a dimension needs a positive divisor, got -2",
+    ),
+    # ------------------------------------------------------------------ tensor operators
+    row(
+        "tensor-floor-division",
+        """
+        network n(x: [N, 8], y: [N, 8]) {
+            z = x // y
+            return z
+        }
+        """,
+        2, 9, "`//` works on compile-time values only, not on tensors",
+    ),
+    row(
+        "tensor-comparison",
+        """
+        network n(x: [N, 8]) {
+            z = x == x
+            return z
+        }
+        """,
+        2, 9, "`==` works on compile-time values only, not on tensors",
+    ),
+    row(
+        "tensor-as-exponent",
+        """
+        network n(x: [N, 8]) {
+            y = 2 ** x
+            return y
+        }
+        """,
+        2, 9, "`**` on a tensor needs a constant exponent: `x ** 2`",
+    ),
+    row(
+        "tensor-power-string-exponent",
+        """
+        network n(x: [N, 8]) {
+            y = x ** "a"
+            return y
+        }
+        """,
+        2, 14, 'the exponent must be a number, got the string "a"',
+    ),
+    row(
+        "tensor-operand-symbolic-dimension",
+        """
+        network n(x: [N, 8]) {
+            z = x * N
+            return z
+        }
+        """,
+        2, 13, "the symbolic dimension N cannot be a tensor operand: it is only known at run time",
+    ),
+    row(
+        "tensor-operand-string",
+        """
+        network n(x: [N, 8]) {
+            z = x * "a"
+            return z
+        }
+        """,
+        2, 13, 'a tensor operator needs a tensor or a number, got the string "a"',
+    ),
+    row(
+        "tensor-operand-several-values",
+        """
+        network n(x: [N, 8]) {
+            y = split(x, 4) + x
+            return x
+        }
+        """,
+        2, 9, "this call returns 2 values, not one",
+    ),
+    row(
+        "matmul-dtypes",
+        """
+        network n(a: [N, 8, 4], b: float64[N, 4, 8]) {
+            c = a @ b
+            return c
+        }
+        """,
+        2, 9, "cannot multiply matrices of dtypes float32 and float64",
+    ),
+    row(
+        "matmul-scalar",
+        """
+        network n(x: [N, 8]) {
+            s = x -> sum((0, 1))
+            c = s @ x
+            return c
+        }
+        """,
+        3, 9, "`@` needs tensors with at least one axis",
+    ),
+    row(
+        "matmul-batch-axes",
+        """
+        network n(a: [2, 8, 4], b: [3, 4, 8]) {
+            c = a @ b
+            return c
+        }
+        """,
+        2, 9, "cannot broadcast the batch axes of [2, 8, 4] and [3, 4, 8]",
+    ),
+    # ------------------------------------------------------------------ calls
+    row(
+        "argument-with-several-values",
+        """
+        network n(x: [N, 8]) {
+            y = relu(split(x, 4))
+            return y
+        }
+        """,
+        2, 14, "this call returns 2 values, not one",
+    ),
+    row(
+        "variadic-op-without-tensors",
+        """
+        network n(x: [N, 8]) {
+            y = concat(axis=0)
+            return x
+        }
+        """,
+        2, 9, "concat needs at least one tensor",
+    ),
+    row(
+        "block-argument-positional-and-keyword",
+        """
+        block b(x, width) { return x -> linear(width) }
+        network n(x: [N, 8]) {
+            y = b(x, 4, width=4)
+            return y
+        }
+        """,
+        3, 17, "argument `width` of `b` is given twice",
+    ),
+    # ------------------------------------------------------------------ argument values (`<op>: `<arg>` ...`)
+    row(
+        "argument-int-symbolic",
+        """
+        network n(x: [N, 8]) {
+            y = x -> softmax(axis=N)
+            return y
+        }
+        """,
+        2, 22, "softmax: `axis` needs an integer, got the symbolic dimension N, which is only known at run time",
+    ),
+    row(
+        "argument-int-given-a-bool",
+        """
+        network n(x: [N, 8]) {
+            y = x -> softmax(axis=true)
+            return y
+        }
+        """,
+        2, 22, "softmax: `axis` needs an integer, got the bool true",
+    ),
+    row(
+        "argument-int-below-minimum",
+        """
+        network n(x: [N, 3, 8, 8]) {
+            y = x -> upsample(scale=0)
+            return y
+        }
+        """,
+        2, 23, "upsample: `scale` must be at least 1, got 0",
+    ),
+    row(
+        "argument-number-given-a-string",
+        """
+        network n(x: [N, 8]) {
+            y = x -> leaky_relu("a")
+            return y
+        }
+        """,
+        2, 25, 'leaky_relu: `slope` needs a number, got the string "a"',
+    ),
+    row(
+        "argument-number-below-minimum",
+        """
+        network n(x: [N, 8]) {
+            y = x -> batchnorm(eps=-1.0)
+            return y
+        }
+        """,
+        2, 24, "batchnorm: `eps` must be at least 0.0, got -1.0",
+    ),
+    row(
+        "argument-number-not-below-bound",
+        """
+        network n(x: [N, 8]) {
+            y = x -> dropout(p=1.0)
+            return y
+        }
+        """,
+        2, 22, "dropout: `p` must be less than 1.0, got 1.0",
+    ),
+    row(
+        "argument-bool-given-a-string",
+        """
+        network n(x: [N, 8]) {
+            y = x -> linear(4, bias="yes")
+            return y
+        }
+        """,
+        2, 24, 'linear: `bias` needs true or false, got the string "yes"',
+    ),
+    row(
+        "argument-choice-given-an-int",
+        """
+        network n(x: [N, 3, 8, 8]) {
+            y = x -> upsample(mode=3)
+            return y
+        }
+        """,
+        2, 23, 'upsample: `mode` must be "nearest" or "bilinear", got the int 3',
+    ),
+    row(
+        "argument-per-axis-wrong-count",
+        """
+        network n(x: [N, 3, 8, 8]) {
+            y = x -> conv2d(8, kernel=(3, 3, 3))
+            return y
+        }
+        """,
+        2, 24, "conv2d: `kernel` needs an int or a tuple of 2 ints, got the tuple (3, 3, 3)",
+    ),
+    row(
+        "argument-per-axis-float-item",
+        """
+        network n(x: [N, 3, 8, 8]) {
+            y = x -> maxpool2d((2, 2.5))
+            return y
+        }
+        """,
+        2, 24, "maxpool2d: `kernel` needs an int or a tuple of 2 ints, got the tuple (2, 2.5)",
+    ),
+    row(
+        "argument-per-axis-below-minimum",
+        """
+        network n(x: [N, 3, 8, 8]) {
+            y = x -> conv2d(8, kernel=0)
+            return y
+        }
+        """,
+        2, 24, "conv2d: `kernel` must be at least 1, got the int 0",
+    ),
+    row(
+        "argument-padding-unknown-string",
+        """
+        network n(x: [N, 3, 8, 8]) {
+            y = x -> conv2d(8, kernel=3, padding="valid")
+            return y
+        }
+        """,
+        2, 34, 'conv2d: `padding` needs an int, a tuple of 2 ints or "same", got the string "valid"',
+    ),
+    row(
+        "argument-axes-given-a-string",
+        """
+        network n(x: [N, 8]) {
+            y = x -> mean("a")
+            return y
+        }
+        """,
+        2, 19, 'mean: `axes` needs an axis or a tuple of axes, got the string "a"',
+    ),
+    row(
+        "argument-axes-empty",
+        """
+        network n(x: [N, 8]) {
+            y = x -> mean(())
+            return y
+        }
+        """,
+        2, 19, "mean: `axes` needs an axis or a tuple of axes, got the tuple ()",
+    ),
+    row(
+        "argument-shape-given-a-string",
+        """
+        network n(x: [N, 8]) {
+            y = x -> reshape((N, "a"))
+            return y
+        }
+        """,
+        2, 22, 'reshape: `shape` needs a tuple of dimensions, got the tuple (N, "a")',
+    ),
+    row(
+        "argument-split-size-zero",
+        """
+        network n(x: [N, 8]) {
+            a, b = x -> split(0)
+            return a
+        }
+        """,
+        2, 23, "split: `sizes` must be at least 1, got 0",
+    ),
+    row(
+        "argument-split-sizes-with-a-string",
+        """
+        network n(x: [N, 8]) {
+            a, b = x -> split((4, "a"))
+            return a
+        }
+        """,
+        2, 23, 'split: `sizes` needs a part size or a tuple of part sizes, got the tuple (4, "a")',
+    ),
+    # ------------------------------------------------------------------ shape and dtype rules of ops
+    row(
+        "linear-on-a-scalar",
+        """
+        network n(x: [N, 8]) {
+            s = x -> sum((0, 1))
+            y = s -> linear(4)
+            return y
+        }
+        """,
+        3, 14, "linear expects an input with at least one axis, got a scalar",
+    ),
+    row(
+        "conv2d-groups-output-channels",
+        """
+        network n(x: [N, 8, 8, 8]) {
+            y = x -> conv2d(6, kernel=3, groups=4)
+            return y
+        }
+        """,
+        2, 34, "conv2d: groups=4 does not divide the 6 output channels",
+    ),
+    row(
+        "conv2d-same-padding-with-stride",
+        """
+        network n(x: [N, 8, 8, 8]) {
+            y = x -> conv2d(6, kernel=3, stride=2, padding="same")
+            return y
+        }
+        """,
+        2, 44, 'conv2d: padding="same" needs stride 1',
+    ),
+    row(
+        "conv-transpose2d-groups",
+        """
+        network n(x: [N, 6, 8, 8]) {
+            y = x -> conv_transpose2d(8, kernel=3, groups=4)
+            return y
+        }
+        """,
+        2, 44, "conv_transpose2d: groups=4 must divide the 6 input and 8 output channels",
+    ),
+    row(
+        "conv-transpose2d-output-padding",
+        """
+        network n(x: [N, 8, 8, 8]) {
+            y = x -> conv_transpose2d(4, kernel=3, stride=2, output_padding=2)
+            return y
+        }
+        """,
+        2, 54, "conv_transpose2d: output_padding must be smaller than stride, got 2 and 2",
+    ),
+    row(
+        "layernorm-more-dims-than-rank",
+        """
+        network n(x: [N, 8]) {
+            y = x -> layernorm(dims=3)
+            return y
+        }
+        """,
+        2, 24, "layernorm cannot normalize the last 3 axes of a tensor of rank 2",
+    ),
+    row(
+        "groupnorm-groups",
+        """
+        network n(x: [N, 6, 8, 8]) {
+            y = x -> groupnorm(4)
+            return y
+        }
+        """,
+        2, 24, "groupnorm: groups=4 does not divide the 6 channels",
+    ),
+    row(
+        "concat-scalars",
+        """
+        network n(x: [N, 8]) {
+            s = x -> sum((0, 1))
+            y = concat(s, s)
+            return y
+        }
+        """,
+        3, 9, "concat cannot join scalars",
+    ),
+    row(
+        "concat-dtypes",
+        """
+        network n(x: [N, 8], y: int64[N, 8]) {
+            z = concat(x, y)
+            return z
+        }
+        """,
+        2, 9, "concat needs operands of one dtype, got float32 and int64",
+    ),
+    row(
+        "split-symbolic-axis",
+        """
+        network n(x: [N, 8]) {
+            a, b = x -> split(4, axis=0)
+            return a
+        }
+        """,
+        2, 17, "split into parts of 4 needs a known size on axis 0, got N",
+    ),
+    row(
+        "split-parts-sum",
+        """
+        network n(x: [N, 8]) {
+            a, b = x -> split((3, 4))
+            return a
+        }
+        """,
+        2, 23, "split: the parts 3, 4 add up to 7, but axis 1 has size 8",
+    ),
+    row(
+        "split-scalar",
+        """
+        network n(x: [N, 8]) {
+            s = x -> sum((0, 1))
+            a, b = s -> split(1)
+            return a
+        }
+        """,
+        3, 17, "split cannot split a scalar",
+    ),
+    row(
+        "reshape-two-holes",
+        """
+        network n(x: [N, 8]) {
+            y = x -> reshape((-1, -1))
+            return y
+        }
+        """,
+        2, 22, "reshape allows one -1 in the shape",
+    ),
+    row(
+        "reshape-zero-size",
+        """
+        network n(x: [N, 8]) {
+            y = x -> reshape((N, 0))
+            return y
+        }
+        """,
+        2, 22, "reshape needs positive sizes, got 0",
+    ),
+    row(
+        "reshape-hole-not-dividing",
+        """
+        network n(x: [N, 8]) {
+            y = x -> reshape((N, -1, 3))
+            return y
+        }
+        """,
+        2, 22, "cannot reshape [N, 8] to [N, -1, 3]: 3 does not divide the 8 remaining elements",
+    ),
+    row(
+        "permute-not-an-order",
+        """
+        network n(x: [N, 8]) {
+            y = x -> permute((0, 0))
+            return y
+        }
+        """,
+        2, 22, "permute needs an order of the 2 axes of [N, 8], got (0, 0)",
+    ),
+    row(
+        "pool-padding-over-half-the-kernel",
+        """
+        network n(x: [N, 3, 8, 8]) {
+            y = x -> maxpool2d(2, padding=2)
+            return y
+        }
+        """,
+        2, 27, "maxpool2d: padding 2 is more than half the kernel 2",
+    ),
+    row(
+        "adaptive-pool-size-not-dividing",
+        """
+        network n(x: [N, 3, 8, 8]) {
+            y = x -> adaptive_avgpool2d(3)
+            return y
+        }
+        """,
+        2, 33, "adaptive_avgpool2d: the output size 3 must be 1 or divide the input height 8",
+    ),
+    row(
+        "softmax-of-a-scalar",
+        """
+        network n(x: [N, 8]) {
+            s = x -> sum((0, 1))
+            y = s -> softmax
+            return y
+        }
+        """,
+        3, 14, "softmax needs a tensor with at least one axis",
+    ),
+    row(
+        "reduce-axis-listed-twice",
+        """
+        network n(x: [N, 8]) {
+            y = x -> sum((1, -1))
+            return y
+        }
+        """,
+        2, 18, "sum: an axis is listed twice in [1, -1]",
+    ),
+    row(
+        "cross-entropy-logits-rank",
+        """
+        network n(x: [N, 8, 3], t: int64[N]) {
+            y = cross_entropy(x, t)
+            return y
+        }
+        """,
+        2, 9, "cross_entropy expects logits [N, K], got [N, 8, 3]",
+    ),
+    row(
+        "cross-entropy-labels-shape",
+        """
+        network n(x: [N, 8], t: int64[N, 1]) {
+            y = cross_entropy(x, t)
+            return y
+        }
+        """,
+        2, 9, "cross_entropy expects labels [N] for logits [N, 8], got [N, 1]",
+    ),
+    # ------------------------------------------------------------------ full messages of templates
+    # test_errors.py exercises these templates with a shorter substring; these rows pin the
+    # whole message.
+    row(
+        "full-conv2d-groups-input-channels",
+        """
+        network n(x: [N, 6, 8, 8]) {
+            y = x -> conv2d(8, kernel=3, groups=4)
+            return y
+        }
+        """,
+        2, 34, "conv2d: groups=4 does not divide the 6 input channels",
+    ),
+    row(
+        "full-linear-symbolic-features",
+        """
+        network n(x: [N, D]) {
+            y = x -> linear(4)
+            return y
+        }
+        """,
+        2, 14, "linear needs a known number of input features (the last axis), but it is D (symbolic)",
+    ),
+    row(
+        "full-relu-on-int64",
+        """
+        network n(x: int64[N, 8]) {
+            y = x -> relu
+            return y
+        }
+        """,
+        2, 14, "relu expects a float tensor, got int64",
+    ),
+    row(
+        "full-linear-on-int64",
+        """
+        network n(x: int64[N, 8]) {
+            y = x -> linear(4)
+            return y
+        }
+        """,
+        2, 14, "linear expects a float tensor as input, got int64",
+    ),
+    row(
+        "full-embedding-on-float",
+        """
+        network n(x: [N, 8]) {
+            y = x -> embedding(100, 16)
+            return y
+        }
+        """,
+        2, 14, "embedding expects int64 ids, got float32",
+    ),
+    row(
+        "full-cross-entropy-float-labels",
+        """
+        network n(x: [N, 10], labels: [N]) {
+            return cross_entropy(x, labels)
+        }
+        """,
+        2, 12, "cross_entropy expects int64 labels, got float32",
+    ),
+    row(
+        "full-split-not-dividing",
+        """
+        network n(x: [N, 8]) {
+            a, b = x -> split(3)
+            return a
+        }
+        """,
+        2, 23, "split: parts of 3 do not divide axis 1 of size 8",
+    ),
+    row(
+        "full-mse-loss-shapes",
+        """
+        network n(x: [N, 8], t: [N, 4]) {
+            return mse_loss(x, t)
+        }
+        """,
+        2, 12, "mse_loss needs prediction and target of one shape, got [N, 8] and [N, 4]",
+    ),
+    row(
+        "full-mse-loss-dtypes",
+        """
+        network n(x: [N, 8], t: int64[N, 8]) {
+            return mse_loss(x, t)
+        }
+        """,
+        2, 12, "mse_loss needs operands of one dtype, got float32 and int64",
+    ),
+    row(
+        "full-conv2d-rank",
+        """
+        network n(x: [N, 8]) {
+            y = x -> conv2d(8, kernel=3)
+            return y
+        }
+        """,
+        2, 14, "conv2d expects an input of rank 4 (N, C, H, W), got shape [N, 8]",
+    ),
+    row(
+        "full-conv2d-output-too-small",
+        """
+        network n(x: [N, 3, 3, 3]) {
+            y = x -> conv2d(8, kernel=5)
+            return y
+        }
+        """,
+        2, 14, "conv2d would make the output height -1: the input is too small",
+        note="input height 3, kernel 5, stride 1, padding 0, dilation 1",
+    ),
+    row(
+        "full-concat-axis-out-of-range",
+        """
+        network n(a: [N, 8], b: [N, 8]) {
+            c = concat(a, b, axis=2)
+            return c
+        }
+        """,
+        2, 22, "axis 2 is out of range for a tensor of rank 2",
+    ),
+    row(
+        "full-concat-rank",
+        """
+        network n(a: [N, 8, 4, 4], b: [N, 8]) {
+            c = concat(a, b)
+            return c
+        }
+        """,
+        2, 9, "concat needs tensors of one rank, got [N, 8, 4, 4] and [N, 8]",
+    ),
+    row(
+        "full-concat-other-axes",
+        """
+        network n(a: [N, 8, 4, 4], b: [N, 8, 5, 5]) {
+            c = concat(a, b)
+            return c
+        }
+        """,
+        2, 9, "concat along axis 1 needs equal sizes on the other axes; [N, 8, 4, 4] and [N, 8, 5, 5] differ on axis 2 (4 vs 5)",
+    ),
+    row(
+        "full-reshape-counts-differ",
+        """
+        network n(x: [N, 8]) {
+            y = x -> reshape((N, 3))
+            return y
+        }
+        """,
+        2, 22, "cannot reshape [N, 8] to [N, 3]: the element counts differ",
+    ),
+    row(
+        "full-dtype-add",
+        """
+        network n(x: int64[N, 8], y: [N, 8]) {
+            return x + y
+        }
+        """,
+        2, 12, "cannot add tensors of dtypes int64 and float32",
+    ),
+    row(
+        "full-float-constant-on-int-tensor",
+        """
+        network n(x: int64[N, 8]) {
+            return x * 0.5
+        }
+        """,
+        2, 16, "the float 0.5 cannot take the dtype int64 of the other operand",
+    ),
+    row(
+        "full-linear-out-zero",
+        """
+        network n(x: [N, 8]) {
+            y = x -> linear(0)
+            return y
+        }
+        """,
+        2, 21, "linear: `out` must be at least 1, got 0",
+    ),
+    row(
+        "full-linear-out-float",
+        """
+        network n(x: [N, 8]) {
+            y = x -> linear(8 / 2)
+            return y
+        }
+        """,
+        2, 21, "linear: `out` needs an integer, got the float 4.0",
+    ),
+    row(
+        "full-bias-int",
+        """
+        network n(x: [N, 8]) {
+            y = x -> linear(4, bias=1)
+            return y
+        }
+        """,
+        2, 24, "linear: `bias` needs true or false, got the int 1",
+    ),
+    row(
+        "full-tensor-expected",
+        """
+        network n(x: [N, 8]) {
+            y = relu(3)
+            return x
+        }
+        """,
+        2, 14, "relu expects a tensor as `x`, got the int 3",
+    ),
+    row(
+        "full-name-not-identifier",
+        """
+        network n(x: [N, 8]) {
+            y = x -> linear(4, name="a b")
+            return y
+        }
+        """,
+        2, 24, '`name` must be an identifier string, got the string "a b"',
+    ),
+    row(
+        "full-too-many-positional-elementwise",
+        """
+        network n(x: [N, 8]) {
+            y = relu(x, x)
+            return y
+        }
+        """,
+        2, 17, "relu takes at most 1 positional argument, got 2",
+    ),
+    row(
+        "full-repeat-symbolic",
+        """
+        network n(x: [N, 8]) {
+            repeat N { x = x -> relu }
+            return x
+        }
+        """,
+        2, 12, "a repeat count must be an integer known at compile time, got the symbolic dimension N",
+    ),
+    row(
+        "full-repeat-negative",
+        """
+        network n(x: [N, 8]) {
+            repeat -1 { x = x -> relu }
+            return x
+        }
+        """,
+        2, 12, "a repeat count must be a non-negative integer, got the int -1",
+    ),
+    row(
+        "full-repeat-too-large",
+        """
+        network n(x: [N, 8]) {
+            repeat 1000000000 { x = x -> relu }
+            return x
+        }
+        """,
+        2, 12, "repeat 1000000000 is too large: elaboration is limited to 2010000 steps and 1000000 nodes",
+    ),
+    row(
+        "full-network-several",
+        """
+        network a(x: [N, 8]) { return x }
+        network b(x: [N, 8]) { return x }
+        """,
+        2, 9, "the file defines 2 networks (a, b); choose one with --network",
+    ),
+    row(
+        "full-network-none",
+        """
+        block b(x) { return x }
+        """,
+        1, 1, "no network to compile: the file defines none",
+    ),
+    row(
+        "full-node-cap",
+        """
+        network n(x: [N, 8]) {
+            repeat 100 {
+                x = x -> relu
+            }
+            return x
+        }
+        """,
+        3, 18, "the network has more than 50 nodes (the limit; see --max-nodes)", limits={"max_nodes": 50},
+    ),
+    row(
+        "full-import-missing",
+        """
+        import "nope.net"
+        network n(x: [N, 8]) { return x }
+        """,
+        1, 1, 'cannot import "nope.net": no such file',
+    ),
+    row(
+        "full-annotation-mismatch",
+        """
+        network n(x: [N, 8]) {
+            y: [N, 5] = x -> linear(4)
+            return y
+        }
+        """,
+        2, 5, "shape mismatch: `y` is annotated [N, 5] but its shape is [N, 4]",
+    ),
+    row(
+        "full-unknown-keyword-op",
+        """
+        network n(x: [N, 8]) {
+            y = x -> linear(4, biass=false)
+            return y
+        }
+        """,
+        2, 24, "linear has no argument `biass`", note="did you mean `bias`",
+    ),
+    row(
+        "full-missing-block-argument",
+        """
+        block b(x, width) { return x -> linear(width) }
+        network n(x: [N, 8]) {
+            y = x -> b
+            return y
+        }
+        """,
+        3, 14, "block `b` is missing the argument `width`",
+    ),
+    row(
+        "full-missing-op-input",
+        """
+        network n(x: [N, 8]) {
+            y = mse_loss(x)
+            return x
+        }
+        """,
+        2, 9, "mse_loss is missing the input `target`",
+    ),
+    row(
+        "full-positional-after-keyword",
+        """
+        network n(x: [N, 8]) {
+            y = x -> linear(out=4, true)
+            return y
+        }
+        """,
+        2, 28, "a positional argument cannot follow a keyword argument",
+    ),
+    row(
+        "full-recursion",
+        """
+        block f(x) {
+            y = f(x)
+            return y
+        }
+        network n(x: [N, 8]) {
+            return f(x)
+        }
+        """,
+        2, 9, "block `f` recurs: f -> f", note="in block `f`, expanded from the call at <string>:6:12",
+    ),
+    row(
+        "full-block-depth-cap",
+        """
+        block b3(x) { return x -> relu }
+        block b2(x) { return b3(x) }
+        block b1(x) { return b2(x) }
+        network n(x: [N, 8]) {
+            return b1(x)
+        }
+        """,
+        2, 22, "block calls nest more than 2 deep", limits={"max_depth": 2},
+    ),
+    row(
+        "full-unknown-keyword-block",
+        """
+        block b(x, width) { return x -> linear(width) }
+        network n(x: [N, 8]) {
+            y = b(x, widht=4)
+            return y
+        }
+        """,
+        3, 14, "block `b` has no parameter `widht`", note="did you mean `width`",
+    ),
+    row(
+        "full-too-many-positional-block",
+        """
+        block b(x, width) { return x -> linear(width) }
+        network n(x: [N, 8]) {
+            y = b(x, 4, 5)
+            return y
+        }
+        """,
+        3, 17, "block `b` takes 2 arguments, got 3",
+    ),
+    row(
+        "full-return-not-last",
+        """
+        network n(x: [N, 8]) {
+            return x
+            y = x -> relu
+        }
+        """,
+        2, 5, "`return` must be the last statement of network `n`",
+    ),
+    row(
+        "full-import-cycle",
+        """
+        import "a.net"
+        network n(x: [N, 8]) { return x }
+        """,
+        1, 1, "import cycle: a.net -> b.net -> a.net", file="b.net",
+        files={"a.net": 'import "b.net"\n', "b.net": 'import "a.net"\n'},
+    ),
+    row(
+        "full-matmul-shapes",
+        """
+        network n(a: [N, 8, 4], b: [N, 5, 6]) {
+            c = a @ b
+            return c
+        }
+        """,
+        2, 9, "cannot multiply matrices of shapes [N, 8, 4] and [N, 5, 6]: 4 columns against 5 rows",
+    ),
+    # ------------------------------------------------------------------ definitions
+    row(
+        "block-named-like-an-operator",
+        """
+        block relu(x) { return x }
+        network n(x: [N, 8]) { return x }
+        """,
+        1, 7, "block `relu` has the name of a built-in operator",
+    ),
+    row(
+        "parameter-listed-twice",
+        """
+        block b(x, x) { return x }
+        network n(x: [N, 8]) { return b(x, x) }
+        """,
+        1, 12, "parameter `x` is listed twice",
+    ),
+    row(
+        "parameter-without-default-after-default",
+        """
+        block b(x, k=1, m) { return x }
+        network n(x: [N, 8]) { return b(x, 1, 2) }
+        """,
+        1, 17, "parameter `m` without a default follows a parameter with one",
+    ),
+    # ------------------------------------------------------------------ files and imports
+    row(
+        "file-missing",
+        None,
+        None, None, "no such file: {tmp}/missing.net", target="missing.net",
+    ),
+    row(
+        "file-is-a-directory",
+        None,
+        None, None, "{tmp}/lib.net is a directory, not a .net file", files={"lib.net": DIRECTORY},
+        target="lib.net",
+    ),
+    row(
+        "file-not-utf8",
+        None,
+        None, None, "cannot read {tmp}/main.net: 'utf-8' codec can't decode byte 0xff",
+        files={"main.net": b"\xff\xfe network n(x: [N, 8]) { return x }\n"},
+    ),
+    row(
+        "import-a-directory",
+        """
+        import "lib"
+        network n(x: [N, 8]) { return x }
+        """,
+        1, 1, 'cannot import "lib": ', files={"lib": DIRECTORY},
+    ),
+    # ------------------------------------------------------------------ suspected bugs
+    row(
+        "bug-unpack-piped-call-into-one-name",
+        """
+        network n(x: [N, 8]) {
+            y = x -> split(4)
+            return y
+        }
+        """,
+        2, 14, "this call returns 2 values; unpack them",
+    ),
+    row(
+        "bug-unpack-piped-call-into-three-names",
+        """
+        network n(x: [N, 8]) {
+            a, b, c = x -> split(4)
+            return a
+        }
+        """,
+        2, 20, "cannot unpack 2 values into 3 names",
+    ),
+    row(
+        "bug-keyword-argument-with-several-values",
+        """
+        network n(x: [N, 8]) {
+            y = linear(x, out=split(x, 4))
+            return y
+        }
+        """,
+        2, 19, "this call returns 2 values, not one",
+    ),
+    row(
+        "bug-index-several-values",
+        """
+        network n(x: [N, 8]) {
+            y = split(x, 4)[0]
+            return y
+        }
+        """,
+        2, 9, "2 values",
+    ),
+    row(
+        "bug-condition-several-values",
+        """
+        network n(x: [N, 8]) {
+            if split(x, 4) { x = x -> relu }
+            return x
+        }
+        """,
+        2, 8, "2 values",
+    ),
+    row(
+        "bug-repeat-count-several-values",
+        """
+        network n(x: [N, 8]) {
+            repeat split(x, 4) { x = x -> relu }
+            return x
+        }
+        """,
+        2, 12, "2 values",
+    ),
+    row(
+        "bug-network-output-several-values",
+        """
+        network n(x: [N, 8]) {
+            return split(x, 4)
+        }
+        """,
+        2, 12, "2 values",
+    ),
+    row(
+        "bug-annotation-several-values",
+        """
+        network n(x: [N, 8]) {
+            y: [N, 4] = split(x, 4)
+            return x
+        }
+        """,
+        2, 5, "2 values",
+    ),
+    row(
+        "bug-shape-of-several-values",
+        """
+        network n(x: [N, 8]) {
+            y = split(x, 4).shape
+            return x
+        }
+        """,
+        2, 9, "2 values",
+    ),
+    row(
+        "bug-limit-nested-if-statements",
+        _nested("if true", 1200),
+        1, 9, "nests too deeply", recursion_limit=1000,
+    ),
+    row(
+        "bug-limit-nested-repeat-statements",
+        _nested("repeat 1", 1200),
+        1, 9, "nests too deeply", recursion_limit=1000,
+    ),
+]
+# fmt: on
+
+CASE_IDS = [p.id for p in CASES]
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _compile(case: Case, tmp_path: Path):
+    kwargs = dict(case.limits)
+    if case.network is not None:
+        kwargs["network"] = case.network
+    if not case.on_disk:
+        return compile_string(case.spec, **kwargs)
+    for name, content in case.files.items():
+        path = tmp_path / name
+        if content is DIRECTORY:
+            path.mkdir()
+        elif isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content)
+    if case.spec is not None:
+        (tmp_path / "main.net").write_text(case.spec)
+    return compile_file(tmp_path / (case.target or "main.net"), **kwargs)
+
+
+def _errors(case: Case, tmp_path: Path):
+    limit = sys.getrecursionlimit()
+    try:
+        if case.recursion_limit is not None:
+            sys.setrecursionlimit(case.recursion_limit)
+        _compile(case, tmp_path)
+    except NetcError as exc:
+        return [d for d in exc.diagnostics if d.severity == "error"]
+    finally:
+        sys.setrecursionlimit(limit)
+    pytest.fail("netc reported no error for this spec")
+
+
+def _show(diagnostics) -> str:
+    return "\n".join(f"{d.span}: {d.message} {list(d.notes)}" for d in diagnostics)
+
+
+# ---------------------------------------------------------------- the table
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_first_error(case: Case, tmp_path):
+    errors = _errors(case, tmp_path)
+    shown = _show(errors)
+    assert errors, shown
+    first = errors[0]
+    expected = case.message.replace("{tmp}", str(tmp_path))
+    assert expected.lower() in first.message.lower(), shown
+    if case.line is None:
+        assert first.span is None, shown
+    else:
+        assert first.span is not None, shown
+        assert (first.span.line, first.span.column) == (case.line, case.column), shown
+        expected_file = case.file or ("main.net" if case.on_disk else "<string>")
+        if expected_file != ANY_FILE:
+            assert Path(first.span.file).name == expected_file, shown
+    if case.note is not None:
+        assert any(case.note.lower() in n.lower() for n in first.notes), shown
+    for d in errors:
+        assert d.message.strip() and "Traceback" not in d.message, shown
+        assert not REPR_LEAK.search(d.message), shown
+        if d.span is not None:
+            assert (d.span.end_line, d.span.end_column) > (d.span.line, d.span.column), shown
+
+
+def test_table_ids_are_unique():
+    assert len(CASE_IDS) == len(set(CASE_IDS))
+
+
+# ---------------------------------------------------------------- every template has a row
+
+# Where the templates are: the front end and the compiler, but not the CLI (its one message
+# is a fallback for a RecursionError escaping compile_file) or the pass that reports unused
+# layers (warnings only, tested elsewhere).
+SOURCE_DIRS = ("dsl", "compiler")
+NOT_SCANNED = {"compiler/cli.py", "compiler/prune.py"}
+CONSTRUCTORS = {"NetcError", "FatalError", "ShapeError", "ArgError", "Diagnostic"}
+
+# Templates no spec can produce: dead code in netc. Keyed by the template, `{}` for each
+# placeholder.
+UNREACHABLE = {
+    # parser.parse: lark's LALR parser and the inline syntax-tree callbacks do not recurse,
+    # so no nesting in a file reaches this guard; it stays as a defence.
+    "the file is nested too deeply to parse": "dsl/parser.py parse",
+}
+
+# Templates that only a behaviour this table marks as a bug produces: template -> the row.
+ONLY_THROUGH_A_BUG: dict[str, str] = {}
+
+
+def test_a_long_import_chain_compiles(tmp_path):
+    """Imports are followed with an explicit stack: a chain deeper than Python's recursion
+    limit compiles."""
+    for name, content in _import_chain(1500).items():
+        (tmp_path / name).write_text(content)
+    main = tmp_path / "main.net"
+    main.write_text('import "m0.net"\nnetwork n(x: [N, 8]) { return x }\n')
+    assert compile_file(main).name == "n"
+
+
+def _templates() -> dict[str, list]:
+    """Every message template in the sources: its text ({} for a placeholder) -> its parts
+    (literal strings, and None for each placeholder)."""
+    found = {}
+    for directory in SOURCE_DIRS:
+        for path in sorted((ROOT / directory).rglob("*.py")):
+            if path.relative_to(ROOT).as_posix() in NOT_SCANNED:
+                continue
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if not isinstance(node, ast.Call) or not node.args:
+                    continue
+                func = node.func
+                name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
+                if name not in CONSTRUCTORS:
+                    continue
+                first = node.args[0]
+                if isinstance(first, ast.Constant) and isinstance(first.value, str):
+                    parts = [first.value]
+                elif isinstance(first, ast.JoinedStr):
+                    parts = [v.value if isinstance(v, ast.Constant) else None for v in first.values]
+                else:
+                    continue  # a message built elsewhere (a variable)
+                found["".join("{}" if p is None else p for p in parts)] = parts
+    return found
+
+
+def _expected_messages() -> list[str]:
+    """The expected message of every row of this table and of tests/test_errors.py."""
+    messages = [p.values[0].message for p in CASES]
+    tree = ast.parse((ROOT / "tests" / "test_errors.py").read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "row" and len(node.args) >= 5:
+            message = node.args[4]
+            if isinstance(message, ast.Constant) and isinstance(message.value, str):
+                messages.append(message.value)
+    return messages
+
+
+def _exercised(parts, messages) -> bool:
+    """The template's longest literal fragment is in some expected message; a template
+    with no fragment of 8 characters must match an expected message as a pattern."""
+    fragment = max((p for p in parts if p), key=len, default="")
+    if len(fragment.strip()) >= 8:
+        return any(fragment.lower() in m.lower() for m in messages)
+    pattern = "".join(".*" if p is None else re.escape(p) for p in parts)
+    return any(re.search(pattern, m, re.I) for m in messages)
+
+
+def test_every_template_has_a_row():
+    templates = _templates()
+    assert len(templates) > 100, "the template scan found too little; has the source layout changed?"
+    messages = _expected_messages()
+    assert len(messages) > 200
+    missing = [
+        text
+        for text, parts in templates.items()
+        if text not in UNREACHABLE and text not in ONLY_THROUGH_A_BUG and not _exercised(parts, messages)
+    ]
+    assert not missing, "templates with no row:\n" + "\n".join(missing)
+
+
+def test_allowlists_are_current():
+    templates = _templates()
+    for text in list(UNREACHABLE) + list(ONLY_THROUGH_A_BUG):
+        assert text in templates, f"no longer a template: {text}"
+    marked = {p.id for p in CASES if any(m.name == "xfail" for m in p.marks)}
+    for row_id in ONLY_THROUGH_A_BUG.values():
+        assert row_id in marked, row_id

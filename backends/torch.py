@@ -63,6 +63,14 @@ class Namespace:
         return name
 
 
+# Ops whose backward reads their inputs but not their output: their result may be
+# overwritten in place by the one op that uses it (autograd would reject it otherwise).
+_OVERWRITABLE = {
+    "conv1d", "conv2d", "conv_transpose2d", "linear", "batchnorm", "layernorm", "groupnorm",
+    "add", "sub", "mul", "div", "matmul", "concat", "embedding",
+}  # fmt: skip
+
+
 def camel(name: str) -> str:
     return "".join(part[:1].upper() + part[1:] for part in name.split("_") if part) or "Net"
 
@@ -179,6 +187,12 @@ class _Function:
         self.node: Node | None = None
         self.arg_values, self.out_values = arg_values, out_values
         self.last_use = self._last_uses()
+        self.position = -1
+        self.uses: dict[Value, int] = {}
+        for item in inst.items:
+            for v in item.inputs:
+                self.uses[v] = self.uses.get(v, 0) + 1
+        self.direct = {Value(n.name, i) for n in inst.items if isinstance(n, Node) for i in range(len(n.outputs))}
 
     def _last_uses(self):
         last = {}
@@ -197,6 +211,22 @@ class _Function:
         attr = self._attr(node.name.rsplit(".", 1)[-1])
         self.init_lines.append(f"{attr} = {source}")
         return attr
+
+    def inplace(self, index: int) -> bool:
+        """May the node overwrite its input `index`, as hand-written code does (`relu_`, `+=`)?
+
+        Only a value made in this forward by an op whose backward does not read its own
+        output, used once (here), dead after, not returned, and of the result's type."""
+        value = self.node.inputs[index]
+        producer = self.graph.node(value.node)
+        return (
+            value in self.direct
+            and producer.op in _OVERWRITABLE
+            and self.uses.get(value) == 1
+            and self.last_use.get(value) == self.position
+            and value not in self.out_values
+            and self.graph.type_of(value) == self.node.outputs[0]
+        )
 
     def dim(self, d) -> str:
         if isinstance(d, int):
@@ -266,8 +296,14 @@ class _Function:
         if node.op == "identity":
             self.env[Value(node.name)] = args[0]
             return
-        self.node = node
+        self.node, self.position = node, position
         expression = REGISTRY[node.op].torch(node, args, self)
+        if expression.startswith(tuple(f"{a} += " for a in args)):  # an in-place add: `y += skip`
+            target = expression.split(" += ")[0]
+            self.holder[target] = Value(node.name)
+            self.env[Value(node.name)] = target
+            self.body.append((expression, _comment(node.span)))
+            return
         targets = [
             self._bind(Value(node.name, i), self._preferred_output(node, i), position) for i in range(len(node.outputs))
         ]

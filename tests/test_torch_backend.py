@@ -138,3 +138,48 @@ def test_compile_command_writes_an_importable_module(tmp_path):
         tmp_path / "x.py",
     )
     assert proc.returncode == 1 and not (tmp_path / "x.py").exists()
+
+
+INPLACE_CASES = """
+block res(x) {
+    h = x -> linear(6) -> relu -> linear(6)
+    return relu(x + h)
+}
+
+network n(x: [N, 6], b: [6]) {
+    s = x -> linear(6) -> sigmoid -> relu
+    fan = x -> linear(6)
+    a = fan -> relu
+    c = fan + b
+    d = (x -> linear(6)) + b
+    e = d + d
+    f = e -> res -> res
+    g = relu(f) + s
+    return g + a + c, f
+}
+"""
+
+
+def test_inplace_lowering_changes_no_value_or_gradient(monkeypatch):
+    """Overwriting in place (`relu(..., inplace=True)`, `+=`) gives the values and gradients
+    of the plain out-of-place module; autograd would raise where it is unsafe."""
+    from netc.backends import torch as backend
+
+    compiled = compile_string(INPLACE_CASES)
+    source = compiled.torch_source()
+    assert "inplace=True" in source and " += " in source
+    assert "F.relu(s, inplace=True)" not in source  # sigmoid's backward reads its output
+    fast = compiled.torch()
+    monkeypatch.setattr(backend._Function, "inplace", lambda self, index: False)
+    plain = compiled.torch()
+    plain.load_state_dict(fast.state_dict())
+    x, b = torch.randn(5, 6), torch.randn(6)
+    results = []
+    for module in (fast, plain):
+        inputs = [x.clone().requires_grad_(), b.clone().requires_grad_()]
+        outs = module(*inputs)
+        sum(o.square().sum() for o in outs).backward()
+        grads = [i.grad for i in inputs] + [p.grad for p in module.parameters()]
+        results.append((outs, grads))
+    for got, want in zip(results[0][0] + tuple(results[0][1]), results[1][0] + tuple(results[1][1])):
+        torch.testing.assert_close(got, want)

@@ -8,7 +8,11 @@ from ..ir import DTYPES, TensorType
 from .registry import Arg, OpDef, ShapeError, binary, broadcast, float_arg, keywords, register, unary
 
 # Each rule's math lives in LANGUAGE.md's table; gradients are added by the autodiff stage.
-RELU = unary("relu", doc="max(0, x)", torch="F.relu({x})")
+RELU = unary(
+    "relu",
+    doc="max(0, x)",
+    torch=lambda node, args, emit: f"F.relu({args[0]}{', inplace=True' if emit.inplace(0) else ''})",
+)
 RELU6 = unary("relu6", doc="min(max(0, x), 6)", torch="F.relu6({x})")
 LEAKY_RELU = unary(
     "leaky_relu",
@@ -41,8 +45,16 @@ DROPOUT = unary(
     torch=lambda node, args, emit: f"F.dropout({args[0]}, p={node.attrs['p']!r}, training=self.training)",
 )
 
+
 # Operators: not callable by name from a spec, written as `a + b` etc.
-ADD = binary("add", "+", "add")
+def _add_torch(node, args, emit):
+    for i in (0, 1):  # `y += skip` where one side is free to overwrite, as people write it
+        if emit.inplace(i):
+            return f"{args[i]} += {args[1 - i]}"
+    return f"{args[0]} + {args[1]}"
+
+
+ADD = binary("add", "+", "add", torch=_add_torch)
 SUB = binary("sub", "-", "subtract")
 MUL = binary("mul", "*", "multiply")
 DIV = binary("div", "/", "divide")

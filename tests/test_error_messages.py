@@ -25,73 +25,13 @@ from __future__ import annotations
 
 import ast
 import re
-import sys
-import textwrap
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from netc.compiler import compile_file, compile_string
-from netc.dsl.diagnostics import NetcError
+from error_table import DIRECTORY, Case, check_first_error, import_chain, nested, row
+from netc.compiler import compile_file
 
 ROOT = Path(__file__).resolve().parents[1]
-
-DIRECTORY = object()  # a `files` entry that is a directory, not a file
-ANY_FILE = "*"  # a row whose error may be in any file
-
-# Python object reprs that must never reach a message.
-REPR_LEAK = re.compile(r"\b(?:Multi|Tensor|TensorType|Value|Dim|Span)\(")
-
-
-@dataclass(frozen=True)
-class Case:
-    spec: str | None  # main.net's text; None where the row writes no main.net
-    line: int | None  # None: the error names no source position
-    column: int | None
-    message: str  # a substring of the first error's message; `{tmp}` is tmp_path
-    note: str | None = None  # a substring of one of the first error's notes
-    files: dict = field(default_factory=dict)  # other files (text, bytes or DIRECTORY)
-    target: str | None = None  # the path compiled, relative to tmp_path (default main.net)
-    file: str | None = None  # the file name the first error is in (default: the spec's)
-    network: str | None = None
-    limits: dict = field(default_factory=dict)  # max_nodes / max_depth
-    recursion_limit: int | None = None  # pinned while compiling, for rows about nesting depth
-
-    @property
-    def on_disk(self) -> bool:
-        """Compiled with compile_file from tmp_path."""
-        return bool(self.files) or self.target is not None or bool(re.search(r"^import ", self.spec or "", re.M))
-
-
-def _text(spec):
-    """Dedents a triple-quoted spec; its first line is line 1."""
-    return textwrap.dedent(spec).lstrip("\n") if isinstance(spec, str) else spec
-
-
-def row(id, spec, line, column, message, *, bug=None, files=None, **extra):
-    case = Case(
-        _text(spec),
-        line,
-        column,
-        message,
-        files={name: _text(content) for name, content in (files or {}).items()},
-        **extra,
-    )
-    marks = [pytest.mark.xfail(reason=bug, strict=True)] if bug else []
-    return pytest.param(case, id=id, marks=marks)
-
-
-def _nested(opening: str, depth: int) -> str:
-    """A network whose body nests `depth` statements `opening { ... }`."""
-    return "network n(x: [N, 8]) {\n" + f"{opening} {{\n" * depth + "x = x -> relu\n" + "}\n" * depth + "return x\n}\n"
-
-
-def _import_chain(length: int) -> dict:
-    """m0.net imports m1.net, which imports m2.net, ... m{length}.net."""
-    files = {f"m{i}.net": f'import "m{i + 1}.net"\nc{i} = {i}\n' for i in range(length)}
-    files[f"m{length}.net"] = f"c{length} = {length}\n"
-    return files
-
 
 # fmt: off
 CASES = [
@@ -1585,12 +1525,12 @@ CASES = [
     ),
     row(
         "bug-limit-nested-if-statements",
-        _nested("if true", 1200),
+        nested("if true", 1200),
         1, 9, "nests too deeply", recursion_limit=1000,
     ),
     row(
         "bug-limit-nested-repeat-statements",
-        _nested("repeat 1", 1200),
+        nested("repeat 1", 1200),
         1, 9, "nests too deeply", recursion_limit=1000,
     ),
 ]
@@ -1599,71 +1539,12 @@ CASES = [
 CASE_IDS = [p.id for p in CASES]
 
 
-# ---------------------------------------------------------------- helpers
-
-
-def _compile(case: Case, tmp_path: Path):
-    kwargs = dict(case.limits)
-    if case.network is not None:
-        kwargs["network"] = case.network
-    if not case.on_disk:
-        return compile_string(case.spec, **kwargs)
-    for name, content in case.files.items():
-        path = tmp_path / name
-        if content is DIRECTORY:
-            path.mkdir()
-        elif isinstance(content, bytes):
-            path.write_bytes(content)
-        else:
-            path.write_text(content)
-    if case.spec is not None:
-        (tmp_path / "main.net").write_text(case.spec)
-    return compile_file(tmp_path / (case.target or "main.net"), **kwargs)
-
-
-def _errors(case: Case, tmp_path: Path):
-    limit = sys.getrecursionlimit()
-    try:
-        if case.recursion_limit is not None:
-            sys.setrecursionlimit(case.recursion_limit)
-        _compile(case, tmp_path)
-    except NetcError as exc:
-        return [d for d in exc.diagnostics if d.severity == "error"]
-    finally:
-        sys.setrecursionlimit(limit)
-    pytest.fail("netc reported no error for this spec")
-
-
-def _show(diagnostics) -> str:
-    return "\n".join(f"{d.span}: {d.message} {list(d.notes)}" for d in diagnostics)
-
-
 # ---------------------------------------------------------------- the table
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_first_error(case: Case, tmp_path):
-    errors = _errors(case, tmp_path)
-    shown = _show(errors)
-    assert errors, shown
-    first = errors[0]
-    expected = case.message.replace("{tmp}", str(tmp_path))
-    assert expected.lower() in first.message.lower(), shown
-    if case.line is None:
-        assert first.span is None, shown
-    else:
-        assert first.span is not None, shown
-        assert (first.span.line, first.span.column) == (case.line, case.column), shown
-        expected_file = case.file or ("main.net" if case.on_disk else "<string>")
-        if expected_file != ANY_FILE:
-            assert Path(first.span.file).name == expected_file, shown
-    if case.note is not None:
-        assert any(case.note.lower() in n.lower() for n in first.notes), shown
-    for d in errors:
-        assert d.message.strip() and "Traceback" not in d.message, shown
-        assert not REPR_LEAK.search(d.message), shown
-        if d.span is not None:
-            assert (d.span.end_line, d.span.end_column) > (d.span.line, d.span.column), shown
+    check_first_error(case, tmp_path)
 
 
 def test_table_ids_are_unique():
@@ -1694,7 +1575,7 @@ ONLY_THROUGH_A_BUG: dict[str, str] = {}
 def test_a_long_import_chain_compiles(tmp_path):
     """Imports are followed with an explicit stack: a chain deeper than Python's recursion
     limit compiles."""
-    for name, content in _import_chain(1500).items():
+    for name, content in import_chain(1500).items():
         (tmp_path / name).write_text(content)
     main = tmp_path / "main.net"
     main.write_text('import "m0.net"\nnetwork n(x: [N, 8]) { return x }\n')

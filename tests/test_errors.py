@@ -20,60 +20,13 @@ import json
 import re
 import subprocess
 import sys
-import textwrap
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from netc.compiler import compile_string
-from netc.dsl.diagnostics import NetcError, render
+from error_table import Case, check_first_error, row, write_case
 
 NETC = Path(sys.executable).parent / "netc"
-
-# Terminal names of the grammar that must never reach a user.
-RAW_TERMINALS = re.compile(
-    r"__ANON|\$END|\b(?:LPAR|RPAR|LSQB|RSQB|LBRACE|RBRACE|LPAR_EMPTY|NAME|INT|FLOAT|STRING|"
-    r"COMMA|SEMICOLON|COLON|EQUAL|MINUS|PLUS|STAR|SLASH|MORETHAN|LESSTHAN)\b|lpar_empty"
-)
-
-
-@dataclass(frozen=True)
-class Case:
-    spec: str
-    line: int
-    column: int
-    message: str
-    note: str | None = None  # a substring of one of the first error's notes
-    count: int | None = None  # the number of errors reported, where it matters
-    files: dict = field(default_factory=dict)  # other files, written beside the spec
-    file: str | None = None  # the file name the first error is in (default: the spec's)
-    limits: dict = field(default_factory=dict)  # max_nodes / max_depth
-    end: tuple[int, int] | None = None  # (end_line, end_column) of the first error
-
-    @property
-    def on_disk(self) -> bool:
-        """Compiled as tmp_path/main.net, so that its imports resolve there."""
-        return bool(self.files) or bool(re.search(r"^import ", self.spec, re.M))
-
-
-def _text(spec: str) -> str:
-    """Dedents a triple-quoted spec; its first line is line 1."""
-    return textwrap.dedent(spec).lstrip("\n")
-
-
-def row(id, spec, line, column, message, *, bug=None, files=None, **extra):
-    case = Case(
-        _text(spec),
-        line,
-        column,
-        message,
-        files={name: _text(text) for name, text in (files or {}).items()},
-        **extra,
-    )
-    marks = [pytest.mark.xfail(reason=bug, strict=True)] if bug else []
-    return pytest.param(case, id=id, marks=marks)
-
 
 # fmt: off
 CASES = [
@@ -1461,63 +1414,12 @@ CASES = [
 CASE_IDS = [p.id for p in CASES]
 
 
-# ---------------------------------------------------------------- helpers
-
-
-def _write(case: Case, directory: Path) -> Path:
-    """Writes the spec (main.net) and its imported files; returns the spec's path."""
-    for name, text in case.files.items():
-        (directory / name).write_text(text)
-    main = directory / "main.net"
-    main.write_text(case.spec)
-    return main
-
-
-def _errors(case: Case, tmp_path: Path):
-    """Compiles the case; returns (error diagnostics, the NetcError)."""
-    kwargs = dict(case.limits)
-    if case.on_disk:
-        kwargs["file"] = str(_write(case, tmp_path))
-    try:
-        compile_string(case.spec, **kwargs)
-    except NetcError as exc:
-        return [d for d in exc.diagnostics if d.severity == "error"], exc
-    pytest.fail("netc reported no error for this spec")
-
-
-def _show(diagnostics, exc) -> str:
-    sources = getattr(exc, "sources", None)
-    if sources is None:
-        return "\n".join(f"{d.span}: {d.message} {list(d.notes)}" for d in diagnostics)
-    return "\n\n".join(render(d, sources) for d in diagnostics)
-
-
 # ---------------------------------------------------------------- the table
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_first_error(case: Case, tmp_path):
-    errors, exc = _errors(case, tmp_path)
-    shown = _show(errors, exc)
-    assert errors, shown
-    first = errors[0]
-    assert first.span is not None, shown
-    assert (first.span.line, first.span.column) == (case.line, case.column), shown
-    assert case.message.lower() in first.message.lower(), shown
-    if case.note is not None:
-        assert any(case.note.lower() in n.lower() for n in first.notes), shown
-    if case.count is not None:
-        assert len(errors) == case.count, shown
-    expected_file = case.file or ("main.net" if case.on_disk else "<string>")
-    assert Path(first.span.file).name == expected_file, shown
-    if case.end is not None:
-        assert (first.span.end_line, first.span.end_column) == case.end, shown
-    for d in errors:
-        assert not RAW_TERMINALS.search(d.message), shown
-        assert d.message.strip() and "Traceback" not in d.message, shown
-        span = d.span
-        if span is not None:
-            assert (span.end_line, span.end_column) > (span.line, span.column), shown
+    check_first_error(case, tmp_path)
 
 
 def test_table_covers_every_row_once():
@@ -1572,7 +1474,7 @@ NO_ERROR_ROWS: set[str] = set()
     "case", [pytest.param(p.values[0], id=p.id, marks=p.marks if p.id in NO_ERROR_ROWS else ()) for p in CASES]
 )
 def test_cli_renders_every_row(case: Case, tmp_path, capsys):
-    path = _write(case, tmp_path)
+    path = write_case(case, tmp_path)
     code, out, err = _run_cli_in_process(_cli_args(case, path) + ["--json"], capsys)
     assert code == 1, out + err
     assert "Traceback" not in out + err
@@ -1605,7 +1507,7 @@ SUBPROCESS_ROWS = [
 
 @pytest.mark.parametrize("case", [pytest.param(p.values[0], id=p.id) for p in CASES if p.id in SUBPROCESS_ROWS])
 def test_cli_subprocess(case: Case, tmp_path):
-    path = _write(case, tmp_path)
+    path = write_case(case, tmp_path)
     args = [str(NETC), *_cli_args(case, path)]
     proc = subprocess.run(args + ["--json"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1, proc.stdout + proc.stderr

@@ -60,14 +60,6 @@ class OpDef:
     torch: object = None
     onnx: object = None
 
-    @property
-    def tensor_args(self) -> tuple[Arg, ...]:
-        return tuple(a for a in self.args if a.tensor)
-
-    @property
-    def attr_args(self) -> tuple[Arg, ...]:
-        return tuple(a for a in self.args if not a.tensor)
-
 
 REGISTRY: dict[str, OpDef] = {}
 

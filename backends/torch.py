@@ -329,11 +329,8 @@ class _Function:
         for v in self.arg_values:
             for axis, d in enumerate(self.graph.type_of(v).shape):
                 if isinstance(d, D.Dim) and D.equal(d, wanted):
-                    return f"{self.env_arg(v)}.shape[{axis}]"
+                    return f"{self.env[v]}.shape[{axis}]"  # an argument keeps its name
         return None
-
-    def env_arg(self, v: Value) -> str:
-        return self.arg_names[self.arg_values.index(v)]
 
 
 class TorchEmitter:
@@ -392,7 +389,6 @@ class TorchEmitter:
     def _class(self, inst: Instance, arg_values, out_values, doc: str) -> str:
         fn = _Function(self, inst, self.graph, arg_values, out_values)
         params, outs = fn.emit()
-        fn.arg_names = params
         symbol_lines = fn.symbol_lines()
         lines = [f"class {inst.cls}(nn.Module):", f'    """{_safe_doc(doc)}"""', ""]
         lines += ["    def __init__(self):", "        super().__init__()"]

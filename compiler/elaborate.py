@@ -24,7 +24,7 @@ from .dims import Dim
 from .ir import DTYPES, FLOAT_DTYPES, Graph, Node, TensorType, Value
 from .loader import Program
 from .ops import CALLABLE, REGISTRY, ArgError, OpDef, ShapeError
-from .ops.registry import REQUIRED, describe, is_int
+from .ops.registry import REQUIRED, describe, is_int, short
 from .values import POISON, Multi, Tensor, is_poison
 
 DEFAULT_MAX_NODES = 1_000_000
@@ -547,9 +547,8 @@ class Elaborator:
         right = self._eval(expr.right, frame)
         if is_poison(left, right):
             return POISON
-        for side, sub in ((left, expr.left), (right, expr.right)):
-            if isinstance(side, Multi):
-                raise NetcError(f"this call returns {len(side.values)} values, not one", _at_call(sub), code="type")
+        _one_value(left, _at_call(expr.left))
+        _one_value(right, _at_call(expr.right))
         if isinstance(left, Tensor) or isinstance(right, Tensor):
             return self._tensor_binary(expr, left, right, frame)
         return _const_binary(op, left, right, expr)
@@ -647,15 +646,9 @@ class Elaborator:
         if is_poison(instance_name, *positional, *(v for v, _ in keywords.values())):
             return POISON
         for value, arg in zip(positional, expr.args):
-            if isinstance(value, Multi):
-                raise NetcError(f"this call returns {len(value.values)} values, not one", _at_call(arg), code="type")
+            _one_value(value, _at_call(arg))
         for value, kw in keywords.values():
-            if isinstance(value, Multi):
-                raise NetcError(
-                    f"this call returns {len(value.values)} values, not one",
-                    kw.key_span,
-                    code="type",
-                )
+            _one_value(value, kw.key_span)
         if kind == "op":
             return self._op_call(CALLABLE[expr.func], expr, positional, keywords, instance_name, name_span, frame)
         return self._block_call(
@@ -875,7 +868,7 @@ def _const_binary(op: str, a, b, expr: S.Binary):
         same = _equal(a, b)
         if same is None:
             raise NetcError(
-                f"cannot decide at compile time whether {_short(a)} {symbol} {_short(b)}: it depends on run-time sizes",
+                f"cannot decide at compile time whether {short(a)} {symbol} {short(b)}: it depends on run-time sizes",
                 span,
                 code="type",
             )
@@ -942,12 +935,6 @@ def _equal(a, b):
     return a == b
 
 
-def _short(value) -> str:
-    if isinstance(value, Dim):
-        return value.text()
-    return describe(value).removeprefix("the int ").removeprefix("the tuple ")
-
-
 def _power(a, b, span):
     if is_int(a) and is_int(b) and b >= 0:
         if abs(a) > 1 and b * math.log2(abs(a)) >= 63:
@@ -1007,6 +994,12 @@ def _suggest(name: str, candidates, what: str = "") -> tuple[str, ...]:
 def _at_call(expr) -> Span:
     """Where a call's result is at fault: its name (LANGUAGE.md: "at the call")."""
     return expr.func_span if isinstance(expr, S.Call) else expr.span
+
+
+def _one_value(value, span: Span):
+    """A call's several results cannot stand where one value is needed."""
+    if isinstance(value, Multi):
+        raise NetcError(f"this call returns {len(value.values)} values, not one", span, code="type")
 
 
 def _walk(stmts):

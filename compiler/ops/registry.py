@@ -97,13 +97,14 @@ def describe(value) -> str:
     if isinstance(value, Dim):
         return f"the symbolic dimension {value.text()}"
     if isinstance(value, tuple):
-        return "the tuple (" + ", ".join(_short(v) for v in value) + ")"
+        return "the tuple " + short(value)
     if isinstance(value, Tensor):
         return f"a tensor of shape {value.type}"
     return str(value)
 
 
-def _short(value) -> str:
+def short(value) -> str:
+    """A value as the spec writes it: `true`, `"x"`, `H - 1`, `(1, 2)`."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
@@ -111,7 +112,7 @@ def _short(value) -> str:
     if isinstance(value, Dim):
         return value.text()
     if isinstance(value, tuple):
-        return "(" + ", ".join(_short(v) for v in value) + ")"
+        return "(" + ", ".join(short(v) for v in value) + ")"
     return str(value)
 
 

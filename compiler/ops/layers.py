@@ -8,7 +8,9 @@ from .registry import (
     Arg,
     OpDef,
     ShapeError,
+    Init,
     bool_arg,
+    constant,
     float_arg,
     int_arg,
     ints_arg,
@@ -20,6 +22,7 @@ from .registry import (
     require_float,
     require_rank,
     static,
+    uniform,
 )
 
 _SPATIAL_NAMES = {1: ("length",), 2: ("height", "width")}
@@ -31,6 +34,24 @@ def _x():
 
 def _bias_params(weight, attrs):
     return {"weight": weight, "bias": (attrs["out"],)} if attrs["bias"] else {"weight": weight}
+
+
+def _fan_in_init(node):
+    """nn.Linear and nn.Conv*: kaiming_uniform(a=sqrt(5)) on the weight and the bias,
+    which is uniform on +-1/sqrt(fan_in), fan_in = the weight's size over its first axis."""
+    fan_in = 1
+    for d in node.params["weight"].shape[1:]:
+        fan_in *= d
+    bound = 1 / fan_in**0.5 if fan_in else 0.0
+    return {name: uniform(bound) for name in node.params}
+
+
+def _norm_init(node):
+    """Norm layers start as the identity: weight 1, bias 0 (running variance 1)."""
+    init = {"weight": constant(1.0), "bias": constant(0.0)}
+    if node.buffers:
+        init.update(running_mean=constant(0.0), running_var=constant(1.0), num_batches_tracked=constant(0))
+    return init
 
 
 # ---------------------------------------------------------------- linear
@@ -59,6 +80,7 @@ LINEAR = register(
         "layer",
         params=lambda inputs, attrs: _bias_params((attrs["out"], inputs[0].shape[-1]), attrs),
         doc="[..., in] -> [..., out]",
+        init=_fan_in_init,
         torch=_linear_torch,
     )
 )
@@ -143,7 +165,9 @@ def _conv(name, spatial):
         Arg("bias", bool_arg, True),
     )
     lower = _conv_torch(f"Conv{spatial}d", 1, [("dilation", 1)])
-    return register(OpDef(name, args, _conv_infer(name, spatial), "layer", params=_conv_params, torch=lower))
+    return register(
+        OpDef(name, args, _conv_infer(name, spatial), "layer", params=_conv_params, init=_fan_in_init, torch=lower)
+    )
 
 
 CONV1D = _conv("conv1d", 1)
@@ -199,6 +223,7 @@ CONV_TRANSPOSE2D = register(
         params=lambda inputs, attrs: _bias_params(
             (inputs[0].shape[1], attrs["out"] // attrs["groups"], *attrs["kernel"]), attrs
         ),
+        init=_fan_in_init,
         torch=_conv_torch("ConvTranspose2d", 0, [("output_padding", 0)]),
     )
 )
@@ -253,6 +278,7 @@ BATCHNORM = register(
             "bias": (inputs[0].shape[1],),
         },
         buffers=_batchnorm_buffers,
+        init=_norm_init,
         torch=_norm_torch,
     )
 )
@@ -282,6 +308,7 @@ LAYERNORM = register(
             "weight": tuple(inputs[0].shape[-attrs["dims"] :]),
             "bias": tuple(inputs[0].shape[-attrs["dims"] :]),
         },
+        init=_norm_init,
         torch=_norm_torch,
     )
 )
@@ -307,6 +334,7 @@ GROUPNORM = register(
             "weight": (inputs[0].shape[1],),
             "bias": (inputs[0].shape[1],),
         },
+        init=_norm_init,
         torch=_norm_torch,
     )
 )
@@ -330,6 +358,7 @@ EMBEDDING = register(
         _embedding_infer,
         "layer",
         params=lambda inputs, attrs: {"weight": (attrs["num"], attrs["dim"])},
+        init=lambda node: {"weight": Init("normal", std=1.0)},
         torch=lambda node, args, emit: f"{emit.layer(_embedding_source(node))}({args[0]})",
     )
 )

@@ -55,10 +55,31 @@ class OpDef:
     buffers: Callable | None = None  # (inputs, attrs) -> {local name: TensorType}
     doc: str = ""
     n_outputs: int | None = 1  # None: decided by the shape rule (split)
+    # How torch.nn initializes each parameter and buffer: (node) -> {local name: Init}.
+    init: Callable | None = None
     # Reserved for later stages; each stage fills its own rule for every op.
     grad: Callable | None = None
     torch: object = None
     onnx: object = None
+
+
+@dataclass(frozen=True)
+class Init:
+    """A parameter's initial distribution, as torch.nn draws it: `uniform` on
+    [-bound, bound], `normal` with standard deviation `std`, or the constant `value`."""
+
+    kind: str  # "uniform", "normal" or "constant"
+    bound: float = 0.0
+    std: float = 1.0
+    value: float = 0.0
+
+
+def uniform(bound: float) -> Init:
+    return Init("uniform", bound=bound)
+
+
+def constant(value: float) -> Init:
+    return Init("constant", value=value)
 
 
 REGISTRY: dict[str, OpDef] = {}
@@ -72,6 +93,8 @@ def register(op: OpDef) -> OpDef:
     names = [a.name for a in op.args]
     if len(set(names)) != len(names) or "name" in names:
         raise ValueError(f"op {op.name!r}: bad argument names {names}")
+    if (op.params or op.buffers) and op.init is None:
+        raise ValueError(f"op {op.name!r} has parameters but no init rule")
     REGISTRY[op.name] = op
     return op
 

@@ -19,12 +19,11 @@ import keyword
 import re
 import sys
 import types
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from netc.compiler import dims as D
-from netc.compiler.ir import Graph, Node, Value
+from netc.compiler.analysis import Instance, instance_tree, symbol_source
+from netc.compiler.ir import Graph, Node, TensorType, Value
 from netc.compiler.ops import REGISTRY
-from netc.compiler.ops.registry import py
 from netc.dsl.diagnostics import NetcError
 
 LINE_LENGTH = 88  # ruff format's default: the emitted file passes `ruff format --check`
@@ -63,12 +62,109 @@ class Namespace:
         return name
 
 
-# Ops whose backward reads their inputs but not their output: their result may be
-# overwritten in place by the one op that uses it (autograd would reject it otherwise).
-_OVERWRITABLE = {
-    "conv1d", "conv2d", "conv_transpose2d", "linear", "batchnorm", "layernorm", "groupnorm",
-    "add", "sub", "mul", "div", "matmul", "concat", "embedding",
-}  # fmt: skip
+# ---------------------------------------------------------------- what lowerings build with
+# A torch lowering is `(t, *inputs, **attrs) -> Code`: `t` is the `_Function` emitting the
+# node, each input a `Code` naming its value (with its type), the attributes the node's
+# normalized ones. The result is a Python expression; `t.layer(...)` declares the node's
+# submodule, `t.call(...)` renders a call, `t.inplace(i)` says whether input i may be
+# overwritten and `t.augment` writes that overwrite (`y += skip`).
+
+
+def py(value) -> str:
+    """A Python literal; strings through repr, so nothing from a spec is spliced raw."""
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    if isinstance(value, str):
+        simple = all(c.isalnum() or c in " _-." for c in value)
+        return f'"{value}"' if simple else repr(value)
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, tuple):
+        return "(" + ", ".join(py(v) for v in value) + ("," if len(value) == 1 else "") + ")"
+    raise TypeError(f"no literal for {value!r}")
+
+
+def py_size(value) -> str:
+    """A per-axis tuple that is uniform reads as one int, as people write it."""
+    if isinstance(value, tuple) and value and all(v == value[0] for v in value):
+        return py(value[0])
+    return py(value)
+
+
+class Code(str):
+    """A Python expression; for a tensor value, its type too. `atom`: a name or literal
+    that needs no statement of its own."""
+
+    type: TensorType | None = None
+    atom: bool = False
+
+    @classmethod
+    def of(cls, text: str, type: TensorType | None = None, atom: bool = False) -> Code:
+        code = cls(text)
+        code.type, code.atom = type, atom
+        return code
+
+    @property
+    def shape(self):
+        return self.type.shape
+
+    @property
+    def rank(self) -> int:
+        return self.type.rank
+
+    def __call__(self, *args, **kwargs) -> Code:
+        return Code(f"{self}({_arguments(args, kwargs)})")
+
+
+@dataclass(frozen=True)
+class Exact:
+    """A tuple argument rendered as written (a uniform per-axis tuple would read as one int)."""
+
+    value: tuple
+
+
+@dataclass(frozen=True)
+class Opt:
+    """A keyword argument left out where it equals torch's default."""
+
+    value: object
+    default: object
+
+
+@dataclass(frozen=True)
+class InPlace:
+    """`target op= other`: the node's result overwrites `target` (an input)."""
+
+    target: Code
+    op: str
+    other: Code
+
+
+def exact(value) -> Exact:
+    return Exact(value)
+
+
+def opt(value, default) -> Opt:
+    return Opt(value, default)
+
+
+def _render(value) -> str:
+    if isinstance(value, Code):
+        return str(value)
+    if isinstance(value, Exact):
+        return py(value.value)
+    return py_size(value)
+
+
+def _arguments(args, kwargs) -> str:
+    parts = [_render(a) for a in args]
+    for key, value in kwargs.items():
+        if isinstance(value, Opt):
+            if value.value == value.default or py_size(value.value) == py_size(value.default):
+                continue
+            value = value.value
+        parts.append(f"{key}={_render(value)}")
+    return ", ".join(parts)
 
 
 def camel(name: str) -> str:
@@ -85,69 +181,6 @@ def _comment(node_span) -> str:
         return ""
     file = re.sub(r"[^\w.\-]", "_", node_span.file.rsplit("/", 1)[-1])
     return f"{file}:{node_span.line}"
-
-
-# ---------------------------------------------------------------- instance tree
-
-
-@dataclass(eq=False)
-class Instance:
-    path: tuple[str, ...]
-    block: str | None  # None for the network itself
-    items: list = field(default_factory=list)  # Nodes and child Instances, in order
-    names: set = field(default_factory=set)  # every node inside, at any depth
-    inputs: list[Value] = field(default_factory=list)
-    outputs: list[Value] = field(default_factory=list)
-    call_span: object = None
-    key: object = None
-    cls: str = ""
-
-    @property
-    def local(self) -> str:
-        return self.path[-1]
-
-
-def _tree(graph: Graph) -> Instance:
-    root = Instance((), None)
-    by_path = {(): root}
-    for node in graph.nodes():
-        if node.op == "input":
-            continue
-        for depth in range(1, len(node.scope) + 1):
-            path = node.scope[:depth]
-            if path not in by_path:
-                child = Instance(path, graph.instances.get(path, path[-1]), call_span=node.call_sites[depth - 1])
-                by_path[path] = child
-                by_path[path[:-1]].items.append(child)
-            by_path[path].names.add(node.name)
-        root.names.add(node.name)
-        by_path[node.scope].items.append(node)
-    consumers: dict[str, set] = {}
-    for node in graph.nodes():
-        for v in node.inputs:
-            consumers.setdefault(v.node, set()).add(node.name)
-    graph_outputs = {v for _, v in graph.outputs}
-    for inst in by_path.values():
-        if inst is root:
-            continue
-        for node in _nodes(inst):
-            for v in node.inputs:
-                if v.node not in inst.names and v not in inst.inputs:
-                    inst.inputs.append(v)
-            for i in range(len(node.outputs)):
-                v = Value(node.name, i)
-                outside = any(c not in inst.names for c in consumers.get(node.name, ()))
-                if (outside or v in graph_outputs) and v not in inst.outputs:
-                    inst.outputs.append(v)
-    return root
-
-
-def _nodes(inst: Instance):
-    for item in inst.items:
-        if isinstance(item, Instance):
-            yield from _nodes(item)
-        else:
-            yield item
 
 
 def _signature(inst: Instance, graph: Graph):
@@ -204,13 +237,29 @@ class _Function:
         return last
 
     # -- what lowerings call
-    def layer(self, source: str) -> str:
+    def layer(self, cls: str, *args, **kwargs) -> Code:
+        """Declares the node's submodule `cls(*args, **kwargs)`; returns its attribute."""
         node = self.node
         if any(t.dtype == "float64" for t in node.params.values()):
-            source = source[:-1] + ", dtype=torch.float64)"
+            kwargs["dtype"] = Code("torch.float64")
         attr = self._attr(node.name.rsplit(".", 1)[-1])
-        self.init_lines.append(f"{attr} = {source}")
-        return attr
+        self.init_lines.append(f"{attr} = {cls}({_arguments(args, kwargs)})")
+        return Code(attr)
+
+    def call(self, function: str, *args, **kwargs) -> Code:
+        return Code(function)(*args, **kwargs)
+
+    def literal(self, value) -> Code:
+        return Code.of(py(value), atom=True)
+
+    def code(self, text: str) -> Code:
+        return Code(text)
+
+    opt = staticmethod(opt)
+    exact = staticmethod(exact)
+
+    def augment(self, target: Code, op: str, other: Code) -> InPlace:
+        return InPlace(target, op, other)
 
     def inplace(self, index: int) -> bool:
         """May the node overwrite its input `index`, as hand-written code does (`relu_`, `+=`)?
@@ -221,7 +270,7 @@ class _Function:
         producer = self.graph.node(value.node)
         return (
             value in self.direct
-            and producer.op in _OVERWRITABLE
+            and not REGISTRY[producer.op].grad_reads_output
             and self.uses.get(value) == 1
             and self.last_use.get(value) == self.position
             and value not in self.out_values
@@ -289,20 +338,17 @@ class _Function:
             self.body.append((f"{', '.join(targets)} = {attr}({args})", _comment(child.call_span)))
 
     def _node(self, node: Node, position: int):
-        if node.op == "constant":
-            self.env[Value(node.name)] = py(node.attrs["value"])
-            return
-        args = [self.env[v] for v in node.inputs]
-        if node.op == "identity":
-            self.env[Value(node.name)] = args[0]
-            return
+        args = [Code.of(self.env[v], self.graph.type_of(v), atom=True) for v in node.inputs]
         self.node, self.position = node, position
-        expression = REGISTRY[node.op].torch(node, args, self)
-        if expression.startswith(tuple(f"{a} += " for a in args)):  # an in-place add: `y += skip`
-            target = expression.split(" += ")[0]
+        expression = REGISTRY[node.op].torch(self, *args, **node.attrs)
+        if isinstance(expression, InPlace):  # `y += skip`: the result takes the target's name
+            target = str(expression.target)
             self.holder[target] = Value(node.name)
             self.env[Value(node.name)] = target
-            self.body.append((expression, _comment(node.span)))
+            self.body.append((f"{target} {expression.op} {expression.other}", _comment(node.span)))
+            return
+        if isinstance(expression, Code) and expression.atom:  # a name or literal: no statement
+            self.env[Value(node.name)] = str(expression)
             return
         targets = [
             self._bind(Value(node.name, i), self._preferred_output(node, i), position) for i in range(len(node.outputs))
@@ -325,12 +371,11 @@ class _Function:
         return lines
 
     def _find_symbol(self, name: str):
-        wanted = D.symbol(name)
-        for v in self.arg_values:
-            for axis, d in enumerate(self.graph.type_of(v).shape):
-                if isinstance(d, D.Dim) and D.equal(d, wanted):
-                    return f"{self.env[v]}.shape[{axis}]"  # an argument keeps its name
-        return None
+        found = symbol_source(self.graph, name, self.arg_values)
+        if found is None:
+            return None
+        value, axis = found
+        return f"{self.env[value]}.shape[{axis}]"  # an argument keeps its name
 
 
 class TorchEmitter:
@@ -341,7 +386,7 @@ class TorchEmitter:
         self.classes: list[str] = []
 
     def source(self) -> str:
-        root = _tree(self.graph)
+        root = instance_tree(self.graph)
         class_ns = Namespace()
         by_key: dict[str, Instance] = {}
         order: list[Instance] = []

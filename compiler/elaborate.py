@@ -743,6 +743,8 @@ class Elaborator:
     def _node(self, op: OpDef, tensors, attrs, frame: Frame, span: Span, func: str,
               instance_name=None, name_span=None, arg_spans=None):  # fmt: skip
         local = self._local_name(frame, func, instance_name, name_span, span)
+        if op.normalize is not None:
+            attrs = op.normalize(attrs)
         types = [t.type for t in tensors]
         try:
             outputs = op.infer(types, attrs)

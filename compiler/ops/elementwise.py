@@ -2,69 +2,91 @@
 
 from __future__ import annotations
 
+import math
+
 from .. import dims as D
 from ..dims import shape_text
 from ..ir import DTYPES, TensorType
-from .registry import Arg, OpDef, ShapeError, binary, broadcast, float_arg, keywords, register, unary
+from .registry import Arg, OpDef, ShapeError, binary, broadcast, float_arg, register, unary
 
 # Each rule's math lives in LANGUAGE.md's table; gradients are added by the autodiff stage.
 RELU = unary(
     "relu",
     doc="max(0, x)",
-    torch=lambda node, args, emit: f"F.relu({args[0]}{', inplace=True' if emit.inplace(0) else ''})",
+    torch=lambda t, x: t.call("F.relu", x, inplace=True) if t.inplace(0) else t.call("F.relu", x),
+    onnx="Relu",
 )
-RELU6 = unary("relu6", doc="min(max(0, x), 6)", torch="F.relu6({x})")
+RELU6 = unary(
+    "relu6",
+    doc="min(max(0, x), 6)",
+    torch="F.relu6",
+    onnx=lambda b, x: b.Clip(x, b.scalar(0.0, x.dtype), b.scalar(6.0, x.dtype)),
+)
 LEAKY_RELU = unary(
     "leaky_relu",
     Arg("slope", float_arg(), 0.01),
     doc="x if x > 0 else slope * x",
-    torch=lambda node, args, emit: (
-        f"F.leaky_relu({args[0]}{keywords([('negative_slope', node.attrs['slope'], 0.01)])})"
-    ),
+    torch=lambda t, x, *, slope: t.call("F.leaky_relu", x, negative_slope=t.opt(slope, 0.01)),
+    onnx=lambda b, x, *, slope: b.LeakyRelu(x, alpha=slope),
 )
 ELU = unary(
     "elu",
     Arg("alpha", float_arg(), 1.0),
     doc="x if x > 0 else alpha * (exp(x) - 1)",
-    torch=lambda node, args, emit: f"F.elu({args[0]}{keywords([('alpha', node.attrs['alpha'], 1.0)])})",
+    torch=lambda t, x, *, alpha: t.call("F.elu", x, alpha=t.opt(alpha, 1.0)),
+    onnx=lambda b, x, *, alpha: b.Elu(x, alpha=alpha),
 )
-SIGMOID = unary("sigmoid", doc="1 / (1 + exp(-x))", torch="torch.sigmoid({x})")
-TANH = unary("tanh", doc="tanh(x)", torch="torch.tanh({x})")
-SOFTPLUS = unary("softplus", doc="log(1 + exp(x))", torch="F.softplus({x})")
-GELU = unary("gelu", doc="x * Phi(x), the erf form", torch="F.gelu({x})")
-SILU = unary("silu", doc="x * sigmoid(x)", torch="F.silu({x})")
-EXP = unary("exp", doc="exp(x)", torch="torch.exp({x})")
-LOG = unary("log", doc="log(x)", torch="torch.log({x})")
-SQRT = unary("sqrt", doc="sqrt(x)", torch="torch.sqrt({x})")
-ABS = unary("abs", doc="|x|", torch="torch.abs({x})")
-IDENTITY = unary("identity", dtypes=DTYPES, doc="x", torch="{x}")
+SIGMOID = unary("sigmoid", doc="1 / (1 + exp(-x))", torch="torch.sigmoid", onnx="Sigmoid")
+TANH = unary("tanh", doc="tanh(x)", torch="torch.tanh", onnx="Tanh")
+SOFTPLUS = unary("softplus", doc="log(1 + exp(x))", torch="F.softplus", onnx="Softplus")
+
+
+def _gelu_onnx(b, x):
+    if b.opset >= 20:
+        return b.Gelu(x)
+    # x * Phi(x) = x * (1 + erf(x / sqrt 2)) / 2, the erf form torch computes
+    half = b.Mul(x, b.scalar(0.5, x.dtype))
+    return b.Mul(half, b.Add(b.Erf(b.Mul(x, b.scalar(1 / math.sqrt(2), x.dtype))), b.scalar(1.0, x.dtype)))
+
+
+GELU = unary("gelu", doc="x * Phi(x), the erf form", torch="F.gelu", onnx=_gelu_onnx)
+SILU = unary("silu", doc="x * sigmoid(x)", torch="F.silu", onnx=lambda b, x: b.Mul(x, b.Sigmoid(x)))
+EXP = unary("exp", doc="exp(x)", torch="torch.exp", onnx="Exp")
+LOG = unary("log", doc="log(x)", torch="torch.log", onnx="Log")
+SQRT = unary("sqrt", doc="sqrt(x)", torch="torch.sqrt", onnx="Sqrt")
+ABS = unary("abs", doc="|x|", torch="torch.abs", onnx="Abs")
+IDENTITY = unary("identity", dtypes=DTYPES, doc="x", torch=lambda t, x: x, onnx="Identity")
 DROPOUT = unary(
     "dropout",
     Arg("p", float_arg(minimum=0.0, below=1.0), 0.5),
     doc="identity when not training",
-    torch=lambda node, args, emit: f"F.dropout({args[0]}, p={node.attrs['p']!r}, training=self.training)",
+    torch=lambda t, x, *, p: t.call("F.dropout", x, p=p, training=t.code("self.training")),
+    # the ONNX model is the inference forward, where Dropout is the identity
+    onnx=lambda b, x, *, p: b.Dropout(x, b.scalar(p, x.dtype)),
 )
 
 
 # Operators: not callable by name from a spec, written as `a + b` etc.
-def _add_torch(node, args, emit):
-    for i in (0, 1):  # `y += skip` where one side is free to overwrite, as people write it
-        if emit.inplace(i):
-            return f"{args[i]} += {args[1 - i]}"
-    return f"{args[0]} + {args[1]}"
+def _add_torch(t, a, b):
+    for i, (target, other) in enumerate(((a, b), (b, a))):  # `y += skip`, as people write it
+        if t.inplace(i):
+            return t.augment(target, "+=", other)
+    return f"{a} + {b}"
 
 
-ADD = binary("add", "+", "add", torch=_add_torch)
-SUB = binary("sub", "-", "subtract")
-MUL = binary("mul", "*", "multiply")
-DIV = binary("div", "/", "divide")
-NEG = unary("neg", kind="operator", dtypes=DTYPES, doc="-x", torch="-{x}")
+# The backward of + - * / @ reads the inputs, never the output.
+ADD = binary("add", "+", "add", "Add", torch=_add_torch, grad_reads_output=False)
+SUB = binary("sub", "-", "subtract", "Sub", grad_reads_output=False)
+MUL = binary("mul", "*", "multiply", "Mul", grad_reads_output=False)
+DIV = binary("div", "/", "divide", "Div", grad_reads_output=False)
+NEG = unary("neg", kind="operator", dtypes=DTYPES, doc="-x", torch=lambda t, x: f"-{x}", onnx="Neg")
 POW = unary(
     "pow",
     Arg("exponent", float_arg()),
     kind="operator",
     doc="x ** exponent",
-    torch=lambda node, args, emit: f"{args[0]}**{node.attrs['exponent']!r}",
+    torch=lambda t, x, *, exponent: f"{x}**{exponent!r}",
+    onnx=lambda b, x, *, exponent: b.Pow(x, b.scalar(exponent, x.dtype)),
 )
 
 
@@ -95,7 +117,9 @@ MATMUL = register(
         _matmul_infer,
         "binary",
         doc="a @ b with batch broadcasting (torch.matmul)",
-        torch=lambda node, args, emit: f"{args[0]} @ {args[1]}",
+        torch=lambda t, a, b: f"{a} @ {b}",
+        onnx=lambda b, x, y: b.MatMul(x, y),
+        grad_reads_output=False,
     )
 )
 
@@ -105,5 +129,14 @@ def _constant_infer(inputs, attrs):
 
 
 # A scalar operand of a tensor operator (`x * 0.5`): a 0-d tensor of the other side's dtype.
-CONSTANT = register(OpDef("constant", (Arg("value", None), Arg("dtype", None)), _constant_infer, "source"))
+CONSTANT = register(
+    OpDef(
+        "constant",
+        (Arg("value", None), Arg("dtype", None)),
+        _constant_infer,
+        "source",
+        torch=lambda t, *, value, dtype: t.literal(value),
+        onnx=lambda b, *, value, dtype: b.scalar(value, dtype),
+    )
+)
 INPUT = register(OpDef("input", (), lambda inputs, attrs: [attrs["type"]], "source"))

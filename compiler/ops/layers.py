@@ -6,18 +6,16 @@ from .. import dims as D
 from ..ir import TensorType
 from .registry import (
     Arg,
+    Init,
     OpDef,
     ShapeError,
-    Init,
     bool_arg,
     constant,
     float_arg,
     int_arg,
     ints_arg,
-    keywords,
     padding_arg,
     positive,
-    py_size,
     register,
     require_float,
     require_rank,
@@ -66,10 +64,11 @@ def _linear_infer(inputs, attrs):
     return [TensorType(x.shape[:-1] + (attrs["out"],), x.dtype)]
 
 
-def _linear_torch(node, args, emit):
-    out, features = node.params["weight"].shape
-    layer = emit.layer(f"nn.Linear({features}, {out}{keywords([('bias', node.attrs['bias'], True)])})")
-    return f"{layer}({args[0]})"
+def _linear_onnx(b, x, *, out, bias):
+    if x.rank == 2:
+        return b.Gemm(x, b.param("weight"), b.param("bias") if bias else None, transB=1)
+    y = b.MatMul(x, b.Transpose(b.param("weight"), perm=[1, 0]))  # [..., in] @ [in, out]
+    return b.Add(y, b.param("bias")) if bias else y
 
 
 LINEAR = register(
@@ -81,7 +80,9 @@ LINEAR = register(
         params=lambda inputs, attrs: _bias_params((attrs["out"], inputs[0].shape[-1]), attrs),
         doc="[..., in] -> [..., out]",
         init=_fan_in_init,
-        torch=_linear_torch,
+        torch=lambda t, x, *, out, bias: t.layer("nn.Linear", x.shape[-1], out, bias=t.opt(bias, True))(x),
+        onnx=_linear_onnx,
+        grad_reads_output=False,
     )
 )
 
@@ -139,18 +140,36 @@ def _conv_params(inputs, attrs):
     return _bias_params(weight, attrs)
 
 
-def _conv_torch(cls, in_axis, extra=()):
-    def lower(node, args, emit):
-        a = node.attrs
-        channels = node.params["weight"].shape[in_axis] * (a["groups"] if in_axis == 1 else 1)
-        pairs = [("stride", a["stride"], 1), ("padding", a["padding"], 0)]
-        pairs += [(k, a[k], default) for k, default in extra]
-        pairs += [("groups", a["groups"], 1), ("bias", a["bias"], True)]
-        kernel = py_size(a["kernel"])
-        layer = emit.layer(f"nn.{cls}({channels}, {a['out']}, kernel_size={kernel}{keywords(pairs)})")
-        return f"{layer}({args[0]})"
+def _conv_torch(cls):
+    def lower(t, x, *, out, kernel, stride, padding, dilation, groups, bias):
+        layer = t.layer(
+            cls,
+            x.shape[1],
+            out,
+            kernel_size=kernel,
+            stride=t.opt(stride, 1),
+            padding=t.opt(padding, 0),
+            dilation=t.opt(dilation, 1),
+            groups=t.opt(groups, 1),
+            bias=t.opt(bias, True),
+        )
+        return layer(x)
 
     return lower
+
+
+def same_pads(kernel, dilation) -> list[int]:
+    """PyTorch's padding="same" as ONNX pads (all begins, then all ends): the odd one at the end."""
+    total = [d * (k - 1) for k, d in zip(kernel, dilation)]
+    return [p // 2 for p in total] + [p - p // 2 for p in total]
+
+
+def _conv_onnx(b, x, *, out, kernel, stride, padding, dilation, groups, bias):
+    pads = same_pads(kernel, dilation) if padding == "same" else list(padding) * 2
+    weights = [b.param("weight")] + ([b.param("bias")] if bias else [])
+    return b.Conv(
+        x, *weights, kernel_shape=list(kernel), strides=list(stride), pads=pads, dilations=list(dilation), group=groups
+    )
 
 
 def _conv(name, spatial):
@@ -164,9 +183,18 @@ def _conv(name, spatial):
         Arg("groups", int_arg(1), 1),
         Arg("bias", bool_arg, True),
     )
-    lower = _conv_torch(f"Conv{spatial}d", 1, [("dilation", 1)])
     return register(
-        OpDef(name, args, _conv_infer(name, spatial), "layer", params=_conv_params, init=_fan_in_init, torch=lower)
+        OpDef(
+            name,
+            args,
+            _conv_infer(name, spatial),
+            "layer",
+            params=_conv_params,
+            init=_fan_in_init,
+            torch=_conv_torch(f"nn.Conv{spatial}d"),
+            onnx=_conv_onnx,
+            grad_reads_output=False,
+        )
     )
 
 
@@ -224,7 +252,28 @@ CONV_TRANSPOSE2D = register(
             (inputs[0].shape[1], attrs["out"] // attrs["groups"], *attrs["kernel"]), attrs
         ),
         init=_fan_in_init,
-        torch=_conv_torch("ConvTranspose2d", 0, [("output_padding", 0)]),
+        torch=lambda t, x, *, out, kernel, stride, padding, output_padding, groups, bias: t.layer(
+            "nn.ConvTranspose2d",
+            x.shape[1],
+            out,
+            kernel_size=kernel,
+            stride=t.opt(stride, 1),
+            padding=t.opt(padding, 0),
+            output_padding=t.opt(output_padding, 0),
+            groups=t.opt(groups, 1),
+            bias=t.opt(bias, True),
+        )(x),
+        onnx=lambda b, x, *, out, kernel, stride, padding, output_padding, groups, bias: b.ConvTranspose(
+            x,
+            b.param("weight"),
+            *([b.param("bias")] if bias else []),
+            kernel_shape=list(kernel),
+            strides=list(stride),
+            pads=list(padding) * 2,
+            output_padding=list(output_padding),
+            group=groups,
+        ),
+        grad_reads_output=False,
     )
 )
 
@@ -252,19 +301,26 @@ def _batchnorm_buffers(inputs, attrs):
     }
 
 
-def _norm_torch(node, args, emit):
-    a = node.attrs
-    if node.op == "batchnorm":
-        cls = {2: "BatchNorm1d", 3: "BatchNorm1d", 4: "BatchNorm2d", 5: "BatchNorm3d"}[node.outputs[0].rank]
-        head = f"{cls}({node.params['weight'].shape[0]}"
-        pairs = [("eps", a["eps"], 1e-5), ("momentum", a["momentum"], 0.1)]
-    elif node.op == "layernorm":
-        head = f"LayerNorm({py_size(node.params['weight'].shape) if a['dims'] == 1 else node.params['weight'].shape}"
-        pairs = [("eps", a["eps"], 1e-5)]
-    else:
-        head = f"GroupNorm({a['groups']}, {node.params['weight'].shape[0]}"
-        pairs = [("eps", a["eps"], 1e-5)]
-    return f"{emit.layer(f'nn.{head}{keywords(pairs)})')}({args[0]})"
+def _batchnorm_torch(t, x, *, eps, momentum):
+    cls = {2: "nn.BatchNorm1d", 3: "nn.BatchNorm1d", 4: "nn.BatchNorm2d", 5: "nn.BatchNorm3d"}[x.rank]
+    return t.layer(cls, x.shape[1], eps=t.opt(eps, 1e-5), momentum=t.opt(momentum, 0.1))(x)
+
+
+def _batchnorm_onnx(b, x, *, eps, momentum):
+    weights = [b.param("weight"), b.param("bias"), b.buffer("running_mean"), b.buffer("running_var")]
+    # ONNX's momentum weighs the running statistic, PyTorch's the batch statistic
+    return b.BatchNormalization(x, *weights, epsilon=eps, momentum=1.0 - momentum)
+
+
+def _groupnorm_onnx(b, x, *, groups, eps):
+    """InstanceNormalization over [N, groups, -1] gives each group's statistics, then the
+    per-channel affine (GroupNormalization before opset 21 had per-group scale)."""
+    channels = x.shape[1]
+    grouped = b.Reshape(x, b.ints([0, groups, -1]))
+    ones, zeros = b.const([1.0] * groups, x.dtype), b.const([0.0] * groups, x.dtype)
+    normalized = b.Reshape(b.InstanceNormalization(grouped, ones, zeros, epsilon=eps), b.Shape(x))
+    axes = b.ints([channels] + [1] * (x.rank - 2))
+    return b.Add(b.Mul(normalized, b.Reshape(b.param("weight"), axes)), b.Reshape(b.param("bias"), axes))
 
 
 BATCHNORM = register(
@@ -279,7 +335,9 @@ BATCHNORM = register(
         },
         buffers=_batchnorm_buffers,
         init=_norm_init,
-        torch=_norm_torch,
+        torch=_batchnorm_torch,
+        onnx=_batchnorm_onnx,
+        grad_reads_output=False,
     )
 )
 
@@ -309,7 +367,13 @@ LAYERNORM = register(
             "bias": tuple(inputs[0].shape[-attrs["dims"] :]),
         },
         init=_norm_init,
-        torch=_norm_torch,
+        torch=lambda t, x, *, dims, eps: t.layer(
+            "nn.LayerNorm", x.shape[-1] if dims == 1 else t.exact(x.shape[-dims:]), eps=t.opt(eps, 1e-5)
+        )(x),
+        onnx=lambda b, x, *, dims, eps: b.LayerNormalization(
+            x, b.param("weight"), b.param("bias"), axis=-dims, epsilon=eps
+        ),
+        grad_reads_output=False,
     )
 )
 
@@ -335,7 +399,9 @@ GROUPNORM = register(
             "bias": (inputs[0].shape[1],),
         },
         init=_norm_init,
-        torch=_norm_torch,
+        torch=lambda t, x, *, groups, eps: t.layer("nn.GroupNorm", groups, x.shape[1], eps=t.opt(eps, 1e-5))(x),
+        onnx=_groupnorm_onnx,
+        grad_reads_output=False,
     )
 )
 
@@ -347,10 +413,6 @@ def _embedding_infer(inputs, attrs):
     return [TensorType(ids.shape + (attrs["dim"],), "float32")]
 
 
-def _embedding_source(node):
-    return f"nn.Embedding({node.attrs['num']}, {node.attrs['dim']})"
-
-
 EMBEDDING = register(
     OpDef(
         "embedding",
@@ -359,6 +421,8 @@ EMBEDDING = register(
         "layer",
         params=lambda inputs, attrs: {"weight": (attrs["num"], attrs["dim"])},
         init=lambda node: {"weight": Init("normal", std=1.0)},
-        torch=lambda node, args, emit: f"{emit.layer(_embedding_source(node))}({args[0]})",
+        torch=lambda t, ids, *, num, dim: t.layer("nn.Embedding", num, dim)(ids),
+        onnx=lambda b, ids, *, num, dim: b.Gather(b.param("weight"), ids, axis=0),
+        grad_reads_output=False,
     )
 )

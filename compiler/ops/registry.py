@@ -1,9 +1,16 @@
 """The op registry: every operator declared once, all its rules side by side.
 
 An `OpDef` holds the signature (tensor inputs and attributes with their validators), the
-shape/dtype rule, and the parameter and buffer shapes. Later stages add their rules to
-the same entry (gradient, torch lowering, ONNX lowering) through the fields reserved
-here. Families (`unary`, `binary`) come from factories so a concrete op is one line.
+attribute normalization, the shape/dtype rule, the parameter and buffer shapes with their
+initialization, the lowerings to every backend and the facts backends need. Families
+(`unary`, `binary`) come from factories so a concrete op is one line.
+
+Lowerings are backend-neutral in form: `(ctx, *inputs, **attrs)`, where `ctx` is the
+backend's lowering context (`backends/torch.py`, `backends/onnx.py` say what it offers),
+each input is the backend's handle for a tensor value (carrying its `TensorType`), and
+the attributes are the node's normalized ones as keywords:
+
+    onnx=lambda b, x, *, slope: b.LeakyRelu(x, alpha=slope)
 
 Shape rules are pure functions `(inputs: list[TensorType], attrs: dict) -> list[TensorType]`
 that raise `ShapeError` naming the dimension at fault.
@@ -55,12 +62,17 @@ class OpDef:
     buffers: Callable | None = None  # (inputs, attrs) -> {local name: TensorType}
     doc: str = ""
     n_outputs: int | None = 1  # None: decided by the shape rule (split)
+    # Fills defaults that depend on other attributes (a pool's stride is its kernel), once,
+    # when the node is made, so no backend re-derives them: (attrs) -> attrs.
+    normalize: Callable | None = None
     # How torch.nn initializes each parameter and buffer: (node) -> {local name: Init}.
     init: Callable | None = None
-    # Reserved for later stages; each stage fills its own rule for every op.
-    grad: Callable | None = None
-    torch: object = None
-    onnx: object = None
+    torch: Callable | None = None  # (t, *inputs, **attrs) -> a Python expression
+    onnx: Callable | None = None  # (b, *inputs, **attrs) -> the ONNX value(s)
+    # Does autograd's backward of this op read its output? Where it does not, the result
+    # may be overwritten in place by its one consumer (`relu(..., inplace=True)`, `+=`).
+    grad_reads_output: bool = True
+    grad: Callable | None = None  # reserved for the backward graph
 
 
 @dataclass(frozen=True)
@@ -95,6 +107,8 @@ def register(op: OpDef) -> OpDef:
         raise ValueError(f"op {op.name!r}: bad argument names {names}")
     if (op.params or op.buffers) and op.init is None:
         raise ValueError(f"op {op.name!r} has parameters but no init rule")
+    if op.kind != "source" and (op.torch is None or op.onnx is None):
+        raise ValueError(f"op {op.name!r} needs a torch and an ONNX lowering")
     REGISTRY[op.name] = op
     return op
 
@@ -305,10 +319,11 @@ def same_dtype(op: str, a: TensorType, b: TensorType):
 
 
 def unary(
-    name: str, *extra: Arg, kind: str = "elementwise", dtypes=FLOAT_DTYPES, doc: str = "", torch="", **rules
+    name: str, *extra: Arg, kind: str = "elementwise", dtypes=FLOAT_DTYPES, doc: str = "", torch, onnx, **rules
 ) -> OpDef:
     """An element-wise function of one tensor: the output type is the input type.
-    `torch` is its expression with `{x}` for the input, or a lowering function."""
+    `torch` and `onnx` are lowerings, or the name of the one function or operator that
+    computes it (`torch="torch.tanh"`, `onnx="Tanh"`)."""
 
     def infer(inputs, attrs):
         (x,) = inputs
@@ -316,12 +331,14 @@ def unary(
             raise ShapeError(f"{name} expects a float tensor, got {x.dtype}")
         return [x]
 
-    lower = torch if callable(torch) else (lambda node, args, emit: torch.format(x=args[0]))
-    return register(OpDef(name, (Arg("x", None, tensor=True), *extra), infer, kind, doc=doc, torch=lower, **rules))
+    to_torch = torch if callable(torch) else (lambda t, x: t.call(torch, x))
+    to_onnx = onnx if callable(onnx) else (lambda b, x: b.op(onnx, x))
+    args = (Arg("x", None, tensor=True), *extra)
+    return register(OpDef(name, args, infer, kind, doc=doc, torch=to_torch, onnx=to_onnx, **rules))
 
 
-def binary(name: str, symbol: str, verb: str, doc: str = "", **rules) -> OpDef:
-    """An element-wise binary operator with NumPy broadcasting."""
+def binary(name: str, symbol: str, verb: str, onnx: str, doc: str = "", **rules) -> OpDef:
+    """An element-wise binary operator with NumPy broadcasting; `onnx` names its operator."""
 
     def infer(inputs, attrs):
         a, b = inputs
@@ -333,38 +350,16 @@ def binary(name: str, symbol: str, verb: str, doc: str = "", **rules) -> OpDef:
         return [TensorType(shape, a.dtype)]
 
     args = (Arg("a", None, tensor=True), Arg("b", None, tensor=True))
-    lower = rules.pop("torch", None) or (lambda node, a, emit: f"{a[0]} {symbol} {a[1]}")
-    return register(OpDef(name, args, infer, "binary", doc=doc or f"a {symbol} b", torch=lower, **rules))
-
-
-# ---------------------------------------------------------------- torch lowering helpers
-# A torch lowering is `(node, args, emit) -> str`: the Python expression computing the
-# node from its argument expressions. `emit.layer(source)` declares the node's submodule
-# (an nn.Module constructor expression) and returns the attribute that refers to it;
-# `emit.dim(d)` renders a dimension as a run-time expression.
-
-
-def py(value) -> str:
-    """A Python literal; strings through repr, so nothing from a spec is spliced raw."""
-    if isinstance(value, bool):
-        return "True" if value else "False"
-    if isinstance(value, str):
-        simple = all(c.isalnum() or c in " _-." for c in value)
-        return f'"{value}"' if simple else repr(value)
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, tuple):
-        return "(" + ", ".join(py(v) for v in value) + ("," if len(value) == 1 else "") + ")"
-    raise TypeError(f"no literal for {value!r}")
-
-
-def py_size(value) -> str:
-    """A per-axis tuple that is uniform reads as one int, as people write it."""
-    if isinstance(value, tuple) and value and all(v == value[0] for v in value):
-        return py(value[0])
-    return py(value)
-
-
-def keywords(pairs) -> str:
-    """`k=v` for each (key, value, default) whose value is not the default."""
-    return "".join(f", {k}={py_size(v)}" for k, v, default in pairs if v != default and py_size(v) != py_size(default))
+    to_torch = rules.pop("torch", None) or (lambda t, a, b: f"{a} {symbol} {b}")
+    return register(
+        OpDef(
+            name,
+            args,
+            infer,
+            "binary",
+            doc=doc or f"a {symbol} b",
+            torch=to_torch,
+            onnx=lambda b, x, y: b.op(onnx, x, y),
+            **rules,
+        )
+    )

@@ -17,11 +17,8 @@ from .registry import (
     int_arg,
     ints_arg,
     is_int,
-    keywords,
     normalize_axis,
     positive,
-    py,
-    py_size,
     register,
     require_float,
     require_rank,
@@ -61,7 +58,9 @@ CONCAT = register(
         _concat_infer,
         "structure",
         doc="join along axis (a dense skip connection)",
-        torch=lambda node, args, emit: f"torch.cat([{', '.join(args)}], dim={node.attrs['axis']})",
+        torch=lambda t, *xs, axis: f"torch.cat([{', '.join(xs)}], dim={axis})",
+        onnx=lambda b, *xs, axis: b.Concat(*xs, axis=axis),
+        grad_reads_output=False,
     )
 )
 
@@ -98,7 +97,10 @@ SPLIT = register(
         _split_infer,
         "structure",
         n_outputs=None,
-        torch=lambda node, args, emit: f"torch.split({args[0]}, {py(node.attrs['sizes'])}, dim={node.attrs['axis']})",
+        torch=lambda t, x, *, sizes, axis: t.call("torch.split", x, t.exact(sizes), dim=axis),
+        onnx=lambda b, x, *, sizes, axis: b.op(
+            "Split", x, b.ints([t.shape[axis] for t in b.node.outputs]), axis=axis, outputs=len(b.node.outputs)
+        ),
     )
 )
 
@@ -113,13 +115,23 @@ def _flatten_infer(inputs, attrs):
     return [TensorType(x.shape[:start] + (D.product(x.shape[start:]),), x.dtype)]
 
 
+def _flatten_onnx(b, x, *, start):
+    if x.rank == 0:
+        return b.Reshape(x, b.ints([1]))
+    start %= x.rank
+    if start == 1:
+        return b.Flatten(x, axis=1)
+    return b.Reshape(x, b.ints([0] * start + [-1]))  # 0 keeps an axis; ONNX Flatten always makes 2-d
+
+
 FLATTEN = register(
     OpDef(
         "flatten",
         (Arg("x", None, tensor=True), Arg("start", int_arg(), 1)),
         _flatten_infer,
         "structure",
-        torch=lambda node, args, emit: f"torch.flatten({args[0]}, {node.attrs['start']})",
+        torch=lambda t, x, *, start: t.call("torch.flatten", x, start),
+        onnx=_flatten_onnx,
     )
 )
 
@@ -169,7 +181,8 @@ RESHAPE = register(
         (Arg("x", None, tensor=True), Arg("shape", dims_arg)),
         _reshape_infer,
         "structure",
-        torch=lambda node, args, emit: f"{args[0]}.reshape({', '.join(emit.dim(d) for d in node.attrs['shape'])})",
+        torch=lambda t, x, *, shape: f"{x}.reshape({', '.join(t.dim(d) for d in shape)})",
+        onnx=lambda b, x, *, shape: b.Reshape(x, b.shape(shape)),
     )
 )
 
@@ -191,7 +204,8 @@ PERMUTE = register(
         (Arg("x", None, tensor=True), Arg("dims", axes_arg)),
         _permute_infer,
         "structure",
-        torch=lambda node, args, emit: f"{args[0]}.permute({', '.join(map(str, node.attrs['dims']))})",
+        torch=lambda t, x, *, dims: f"{x}.permute({', '.join(map(str, dims))})",
+        onnx=lambda b, x, *, dims: b.Transpose(x, perm=[a % x.rank for a in dims]),
     )
 )
 
@@ -207,7 +221,7 @@ def _pool_infer(name):
         (x,) = inputs
         require_float(name, x)
         require_rank(name, x, (4,), "N, C, H, W")
-        stride = attrs["stride"] or attrs["kernel"]
+        stride = attrs["stride"]
         dims = []
         for i, length in enumerate(x.shape[2:]):
             k, s, p = attrs["kernel"][i], stride[i], attrs["padding"][i]
@@ -219,28 +233,43 @@ def _pool_infer(name):
     return infer
 
 
-def _pool_torch(func):
-    def lower(node, args, emit):
-        a = node.attrs
-        pairs = [("stride", a["stride"] or a["kernel"], a["kernel"]), ("padding", a["padding"], 0)]
-        return f"F.{func}({args[0]}, {py_size(a['kernel'])}{keywords(pairs)})"
-
-    return lower
-
-
-def _pool(name, doc):
+def _pool(name, doc, torch_function, onnx_op, **onnx_attrs):
     args = (
         Arg("x", None, tensor=True),
         Arg("kernel", ints_arg(2, 1)),
         Arg("stride", _stride_or_kernel, None),
         Arg("padding", ints_arg(2, 0), 0),
     )
-    lower = _pool_torch("max_pool2d" if name == "maxpool2d" else "avg_pool2d")
-    return register(OpDef(name, args, _pool_infer(name), "structure", doc=doc, torch=lower))
+
+    def to_torch(t, x, *, kernel, stride, padding):
+        return t.call(torch_function, x, kernel, stride=t.opt(stride, kernel), padding=t.opt(padding, 0))
+
+    def to_onnx(b, x, *, kernel, stride, padding):
+        pads = list(padding) * 2
+        return b.op(onnx_op, x, kernel_shape=list(kernel), strides=list(stride), pads=pads, **onnx_attrs)
+
+    return register(
+        OpDef(
+            name,
+            args,
+            _pool_infer(name),
+            "structure",
+            doc=doc,
+            normalize=lambda attrs: {**attrs, "stride": attrs["stride"] or attrs["kernel"]},
+            torch=to_torch,
+            onnx=to_onnx,
+        )
+    )
 
 
-MAXPOOL2D = _pool("maxpool2d", "max pooling; stride defaults to the kernel")
-AVGPOOL2D = _pool("avgpool2d", "average pooling, counting padding; stride defaults to the kernel")
+MAXPOOL2D = _pool("maxpool2d", "max pooling; stride defaults to the kernel", "F.max_pool2d", "MaxPool")
+AVGPOOL2D = _pool(
+    "avgpool2d",
+    "average pooling, counting padding; stride defaults to the kernel",
+    "F.avg_pool2d",
+    "AveragePool",
+    count_include_pad=1,
+)
 
 
 def _adaptive_infer(inputs, attrs):
@@ -258,13 +287,26 @@ def _adaptive_infer(inputs, attrs):
     return [TensorType(x.shape[:2] + tuple(size), x.dtype)]
 
 
+def _adaptive_onnx(b, x, *, size):
+    if size == (1, 1):
+        return b.GlobalAveragePool(x)
+    height, width = x.shape[2:]
+    if isinstance(height, int) and isinstance(width, int):  # each size divides its axis
+        kernel = [height // size[0], width // size[1]]
+        return b.AveragePool(x, kernel_shape=kernel, strides=kernel)
+    # [N, C, sh, H // sh, sw, W // sw], averaged over the two inner axes
+    split = (0, 0, size[0], D.floordiv(height, size[0]), size[1], D.floordiv(width, size[1]))
+    return b.reduce("ReduceMean", b.Reshape(x, b.shape(split)), (3, 5), keepdims=False)
+
+
 ADAPTIVE_AVGPOOL2D = register(
     OpDef(
         "adaptive_avgpool2d",
         (Arg("x", None, tensor=True), Arg("size", ints_arg(2, 1))),
         _adaptive_infer,
         "structure",
-        torch=lambda node, args, emit: f"F.adaptive_avg_pool2d({args[0]}, {py_size(node.attrs['size'])})",
+        torch=lambda t, x, *, size: t.call("F.adaptive_avg_pool2d", x, size),
+        onnx=_adaptive_onnx,
     )
 )
 
@@ -277,10 +319,18 @@ def _upsample_infer(inputs, attrs):
     return [TensorType(x.shape[:2] + tuple(D.mul(d, scale) for d in x.shape[2:]), x.dtype)]
 
 
-def _upsample_torch(node, args, emit):
-    mode = node.attrs["mode"]
-    corners = ", align_corners=False" if mode == "bilinear" else ""
-    return f"F.interpolate({args[0]}, scale_factor={node.attrs['scale']}, mode={py(mode)}{corners})"
+def _upsample_torch(t, x, *, scale, mode):
+    if mode == "bilinear":
+        return t.call("F.interpolate", x, scale_factor=scale, mode=mode, align_corners=False)
+    return t.call("F.interpolate", x, scale_factor=scale, mode=mode)
+
+
+def _upsample_onnx(b, x, *, scale, mode):
+    scales = b.const([1.0, 1.0, float(scale), float(scale)], "float32")
+    if mode == "bilinear":  # align_corners=False: half-pixel centres, clamped as PyTorch does
+        return b.Resize(x, None, scales, mode="linear", coordinate_transformation_mode="pytorch_half_pixel")
+    # PyTorch's nearest takes floor(out_index / scale)
+    return b.Resize(x, None, scales, mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor")
 
 
 UPSAMPLE = register(
@@ -295,6 +345,7 @@ UPSAMPLE = register(
         "structure",
         doc="align_corners false",
         torch=_upsample_torch,
+        onnx=_upsample_onnx,
     )
 )
 
@@ -319,7 +370,8 @@ SOFTMAX = register(
         (Arg("x", None, tensor=True), Arg("axis", int_arg(), -1)),
         _softmax_infer("softmax"),
         "structure",
-        torch=lambda node, args, emit: f"F.softmax({args[0]}, dim={node.attrs['axis']})",
+        torch=lambda t, x, *, axis: t.call("F.softmax", x, dim=axis),
+        onnx=lambda b, x, *, axis: b.Softmax(x, axis=axis),
     )
 )
 LOG_SOFTMAX = register(
@@ -328,7 +380,8 @@ LOG_SOFTMAX = register(
         (Arg("x", None, tensor=True), Arg("axis", int_arg(), -1)),
         _softmax_infer("log_softmax"),
         "structure",
-        torch=lambda node, args, emit: f"F.log_softmax({args[0]}, dim={node.attrs['axis']})",
+        torch=lambda t, x, *, axis: t.call("F.log_softmax", x, dim=axis),
+        onnx=lambda b, x, *, axis: b.LogSoftmax(x, axis=axis),
     )
 )
 
@@ -350,19 +403,22 @@ def _reduce_infer(name, floats_only):
     return infer
 
 
-def _reduction(name, floats_only):
+def _reduction(name, floats_only, onnx_op):
     args = (Arg("x", None, tensor=True), Arg("axes", axes_arg), Arg("keepdim", bool_arg, False))
+    return register(
+        OpDef(
+            name,
+            args,
+            _reduce_infer(name, floats_only),
+            "structure",
+            torch=lambda t, x, *, axes, keepdim: t.call(f"{x}.{name}", dim=axes, keepdim=t.opt(keepdim, False)),
+            onnx=lambda b, x, *, axes, keepdim: b.reduce(onnx_op, x, axes, keepdims=keepdim),
+        )
+    )
 
-    def lower(node, args, emit):
-        axes = node.attrs["axes"]
-        keep = ", keepdim=True" if node.attrs["keepdim"] else ""
-        return f"{args[0]}.{name}(dim={py_size(axes) if len(axes) == 1 else py(axes)}{keep})"
 
-    return register(OpDef(name, args, _reduce_infer(name, floats_only), "structure", torch=lower))
-
-
-MEAN = _reduction("mean", True)
-SUM = _reduction("sum", False)
+MEAN = _reduction("mean", True, "ReduceMean")
+SUM = _reduction("sum", False, "ReduceSum")
 
 # ---------------------------------------------------------------- losses
 
@@ -378,6 +434,11 @@ def _mse_infer(inputs, attrs):
     return [TensorType((), pred.dtype)]
 
 
+def _mse_onnx(b, pred, target):
+    difference = b.Sub(pred, target)
+    return b.reduce("ReduceMean", b.Mul(difference, difference), None, keepdims=False)
+
+
 MSE_LOSS = register(
     OpDef(
         "mse_loss",
@@ -385,7 +446,8 @@ MSE_LOSS = register(
         _mse_infer,
         "loss",
         doc="mean of squared differences",
-        torch=lambda node, args, emit: f"F.mse_loss({args[0]}, {args[1]})",
+        torch=lambda t, pred, target: t.call("F.mse_loss", pred, target),
+        onnx=_mse_onnx,
     )
 )
 
@@ -411,6 +473,7 @@ CROSS_ENTROPY = register(
         _cross_entropy_infer,
         "loss",
         doc="mean negative log-likelihood of int64 labels",
-        torch=lambda node, args, emit: f"F.cross_entropy({args[0]}, {args[1]})",
+        torch=lambda t, logits, labels: t.call("F.cross_entropy", logits, labels),
+        onnx=lambda b, logits, labels: b.SoftmaxCrossEntropyLoss(logits, labels, reduction="mean"),
     )
 )

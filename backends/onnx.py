@@ -1,0 +1,402 @@
+"""Graph -> ONNX: a `ModelProto` built directly with `onnx.helper`, no tracing, no torch.
+
+The model is the inference forward (LANGUAGE.md). Names carry the spec: graph inputs and
+outputs take the spec's names, dtypes and shapes (a symbolic or derived dimension is a
+`dim_param` holding its Python text); initializers take LANGUAGE.md's parameter names;
+each ONNX node is named by the scope path of the netc node it lowers (the node that
+computes the netc value takes that exact path, helpers `path/OpType`), and its
+`doc_string` is the spec's `file:line`; every netc value keeps its netc type as
+`value_info`, so a viewer such as Netron shows structure, shapes and source.
+
+Each op's ONNX lowering lives in its registry entry as `(b, *inputs, **attrs)`; `b` is the
+`Lowering` below: `b.Relu(x)` (any ONNX operator by name), `b.op(name, ..., outputs=k)`,
+`b.param("weight")`, `b.buffer(...)`, constants (`b.const`, `b.scalar`, `b.ints`),
+`b.shape(dims)` (a shape tensor, computing symbolic dimensions from the graph inputs at run
+time), `b.reduce(...)` (axes as the opset wants them), `b.opset` and `b.node`.
+
+Output is deterministic: nodes in graph order, initializers in order of first use,
+attributes sorted by onnx.helper; nothing depends on hashing.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import onnx
+from netc.compiler import dims as D
+from netc.compiler.analysis import symbol_source
+from netc.compiler.ir import Graph, Node, TensorType, Value
+from netc.compiler.ops import REGISTRY
+from netc.dsl.diagnostics import InternalError
+from onnx import TensorProto, helper, numpy_helper
+
+MIN_OPSET = 17  # LayerNormalization
+DEFAULT_OPSET = 18
+# Protobuf cannot serialize a message over 2 GiB; above this the weights go to a file beside.
+EXTERNAL_DATA_BYTES = 2**31 - 2**26
+
+ELEMENT_TYPES = {
+    "float32": TensorProto.FLOAT,
+    "float64": TensorProto.DOUBLE,
+    "int64": TensorProto.INT64,
+    "bool": TensorProto.BOOL,
+}
+NUMPY_TYPES = {"float32": np.float32, "float64": np.float64, "int64": np.int64, "bool": np.bool_}
+
+
+class OpsetError(ValueError):
+    """An opset this installation cannot emit or run."""
+
+
+def max_opset() -> int:
+    """The newest opset both the installed onnx and onnxruntime support."""
+    return min(onnx.defs.onnx_opset_version(), _runtime_max_opset())
+
+
+def check_opset(opset: int) -> int:
+    if not isinstance(opset, int) or isinstance(opset, bool) or opset < MIN_OPSET:
+        raise OpsetError(f"opset {opset} is not supported: netc emits opset {MIN_OPSET} or newer")
+    newest = onnx.defs.onnx_opset_version()
+    if opset > newest:
+        raise OpsetError(f"opset {opset} is newer than the installed onnx supports (at most {newest})")
+    if opset > DEFAULT_OPSET and opset > _runtime_max_opset():  # asking onnxruntime costs an import
+        raise OpsetError(f"opset {opset} is not supported by the installed onnxruntime (at most {max_opset()})")
+    return opset
+
+
+_RUNTIME_MAX: list[int] = []
+
+
+def _runtime_max_opset() -> int:
+    """onnxruntime says which opsets it runs only by trying: a one-node model per opset."""
+    if not _RUNTIME_MAX:
+        import onnxruntime as ort
+
+        best = DEFAULT_OPSET
+        for opset in range(DEFAULT_OPSET + 1, onnx.defs.onnx_opset_version() + 1):
+            x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+            graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "probe", [x], [x])
+            graph.output[0].name = "y"
+            model = _model(graph, opset)
+            try:
+                ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+            except Exception:  # onnxruntime refuses an opset it does not know with a plain Fail
+                break
+            best = opset
+        _RUNTIME_MAX.append(best)
+    return _RUNTIME_MAX[0]
+
+
+def _model(graph: onnx.GraphProto, opset: int) -> onnx.ModelProto:
+    from importlib.metadata import version
+
+    opsets = [helper.make_opsetid("", opset)]
+    return helper.make_model(
+        graph,
+        opset_imports=opsets,
+        ir_version=helper.find_min_ir_version_for(opsets),
+        producer_name="netc",
+        producer_version=version("netc"),
+    )
+
+
+def tensor_type(name: str, t: TensorType) -> onnx.ValueInfoProto:
+    """A value's type, a symbolic or derived dimension as its text (`N`, `(H - 1) // 2 + 1`)."""
+    return helper.make_tensor_value_info(name, ELEMENT_TYPES[t.dtype], [D.to_json(d) for d in t.shape])
+
+
+class Val(str):
+    """An ONNX value's name; `type` is its netc type where it lowers a netc value."""
+
+    type: TensorType | None = None
+
+    @classmethod
+    def of(cls, name: str, type: TensorType | None = None) -> Val:
+        value = cls(name)
+        value.type = type
+        return value
+
+    @property
+    def shape(self):
+        return self.type.shape
+
+    @property
+    def rank(self) -> int:
+        return self.type.rank
+
+    @property
+    def dtype(self) -> str:
+        return self.type.dtype
+
+
+class Lowering:
+    """What an ONNX lowering builds with, for one netc node (`b` in the registry)."""
+
+    def __init__(self, emitter: OnnxEmitter, node: Node):
+        self.emitter, self.node, self.opset = emitter, node, emitter.opset
+        self.made: list[onnx.NodeProto] = []
+
+    def __getattr__(self, name: str):
+        if name[:1].isupper():  # b.Relu(x): any ONNX operator by its name
+            return partial(self.op, name)
+        raise AttributeError(name)
+
+    def op(self, op_type: str, *inputs, outputs: int = 1, **attrs):
+        """One ONNX node; None stands for an omitted optional input."""
+        names = [name if name is not None else "" for name in inputs]
+        while names and names[-1] == "":
+            names.pop()
+        base = f"{self.node.name}/{op_type}"
+        results = [self.emitter.fresh_value(base if outputs == 1 else f"{base}#{i}") for i in range(outputs)]
+        proto = helper.make_node(op_type, names, results, name=self.emitter.fresh_node(base), **attrs)
+        proto.doc_string = self.emitter.where(self.node)
+        self.made.append(proto)
+        self.emitter.nodes.append(proto)
+        values = [Val(r) for r in results]
+        return values[0] if outputs == 1 else tuple(values)
+
+    # -- weights and constants
+    def param(self, local: str) -> Val:
+        return self.emitter.initializer(f"{self.node.name}.{local}")
+
+    buffer = param
+
+    def const(self, values, dtype: str) -> Val:
+        array = np.asarray(values, dtype=NUMPY_TYPES[dtype])
+        return self.op("Constant", value=numpy_helper.from_array(array))
+
+    def scalar(self, value, dtype: str) -> Val:
+        return self.const(value, dtype)
+
+    def ints(self, values) -> Val:
+        return self.const(list(values), "int64")
+
+    # -- shapes
+    def shape(self, dims) -> Val:
+        """A 1-d int64 tensor of `dims`; a symbolic or derived one is computed at run time."""
+        if all(isinstance(d, int) for d in dims):
+            return self.ints(dims)
+        parts, run = [], []
+        for d in dims:
+            if isinstance(d, int):
+                run.append(d)
+                continue
+            if run:
+                parts.append(self.ints(run))
+                run = []
+            parts.append(self.dim(d))
+        if run:
+            parts.append(self.ints(run))
+        return self.Concat(*parts, axis=0)
+
+    def dim(self, d) -> Val:
+        """A dimension as a 1-element int64 tensor, computed once per graph."""
+        if isinstance(d, int):
+            return self.ints([d])
+        key = d.text()
+        if key not in self.emitter.dims:
+            self.emitter.dims[key] = self._linear(d)
+        return self.emitter.dims[key]
+
+    def _linear(self, d: D.Dim) -> Val:
+        total = None
+        for atom, coeff in d.terms:
+            term = self._atom(atom)
+            if coeff != 1:
+                term = self.Mul(term, self.ints([coeff]))
+            total = term if total is None else self.Add(total, term)
+        return self.Add(total, self.ints([d.const])) if d.const else total
+
+    def _atom(self, atom) -> Val:
+        if isinstance(atom, D.Sym):
+            found = self.emitter.symbol(atom.name)
+            if found is None:
+                raise InternalError(f"no graph input carries the dimension {atom.name}")
+            value, axis = found
+            return self.Shape(value, start=axis, end=axis + 1)
+        left, right = self.dim(atom.left), self.dim(atom.right)
+        if atom.op == "*":
+            return self.Mul(left, right)
+        remainder = self.Mod(left, right)  # fmod=0: the divisor's sign, as Python's %
+        if atom.op == "%":
+            return remainder
+        return self.Div(self.Sub(left, remainder), right)  # floor division, exact for any sign
+
+    def reduce(self, op_type: str, x, axes, keepdims: bool) -> Val:
+        """A Reduce* over `axes` (None: all); axes are an input from opset 18 (ReduceSum: 13)."""
+        keep = int(bool(keepdims))
+        if axes is None:
+            return self.op(op_type, x, keepdims=keep)
+        if self.opset >= 18 or op_type == "ReduceSum":
+            return self.op(op_type, x, self.ints(axes), keepdims=keep)
+        return self.op(op_type, x, axes=list(axes), keepdims=keep)
+
+
+class OnnxEmitter:
+    def __init__(self, graph: Graph, weights: dict, opset: int, source_file: str | None = None):
+        self.graph, self.weights, self.opset = graph, weights, opset
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: dict[str, onnx.TensorProto] = {}
+        self.dims: dict[str, Val] = {}
+        self.value_names: set[str] = set()
+        self.node_names: set[str] = set()
+        self.env: dict[Value, Val] = {}
+        self.symbols: dict[str, tuple[Value, int] | None] = {}
+
+    # -- names
+    def fresh_value(self, base: str) -> str:
+        return _fresh(self.value_names, base)
+
+    def fresh_node(self, base: str) -> str:
+        return _fresh(self.node_names, base)
+
+    def where(self, node: Node) -> str:
+        span = node.span
+        return f"{os.path.basename(span.file)}:{span.line}" if span is not None else ""
+
+    def symbol(self, name: str):
+        if name not in self.symbols:
+            found = symbol_source(self.graph, name, [Value(n) for n in self.graph.inputs])
+            self.symbols[name] = None if found is None else (self.env[found[0]], found[1])
+        return self.symbols[name]
+
+    def initializer(self, name: str) -> Val:
+        if name not in self.initializers:
+            if name not in self.weights:
+                raise InternalError(f"no weights for {name}")
+            self.initializers[name] = numpy_helper.from_array(self.weights[name], name)
+        return Val(name)
+
+    # -- the model
+    def graph_proto(self) -> onnx.GraphProto:
+        g = self.graph
+        for name in g.inputs:
+            self.value_names.add(name)
+            self.env[Value(name)] = Val.of(name, g.node(name).outputs[0])
+        targets: dict[Value, str] = {}  # a value that is a graph output is named as the output
+        for out_name, value in g.outputs:
+            self.value_names.add(out_name)
+            if value not in targets and g.node(value.node).op != "input":
+                targets[value] = out_name
+        for node in g.nodes():
+            for local in list(node.params) + list(node.buffers):
+                self.value_names.add(f"{node.name}.{local}")
+        value_info = []
+        for node in g.nodes():
+            if node.op == "input":
+                continue
+            b = Lowering(self, node)
+            result = REGISTRY[node.op].onnx(b, *(self.env[v] for v in node.inputs), **node.attrs)
+            results = result if isinstance(result, tuple) else (result,)
+            if len(results) != len(node.outputs):
+                raise InternalError(
+                    f"the ONNX lowering of {node.op} made {len(results)} values, not {len(node.outputs)}"
+                )
+            for i, (made, t) in enumerate(zip(results, node.outputs)):
+                value = Value(node.name, i)
+                base = node.name if len(node.outputs) == 1 else f"{node.name}#{i}"
+                name = self._settle(b, made, targets.get(value) or base, value in targets)
+                self.env[value] = Val.of(name, t)
+                if value not in targets:
+                    value_info.append(tensor_type(name, t))
+        outputs = []
+        for out_name, value in g.outputs:
+            if self.env[value] != out_name:  # an input returned, or one value returned twice
+                node = helper.make_node("Identity", [self.env[value]], [out_name], name=self.fresh_node(out_name))
+                self.nodes.append(node)
+            outputs.append(tensor_type(out_name, g.type_of(value)))
+        inputs = [tensor_type(name, g.node(name).outputs[0]) for name in g.inputs]
+        return helper.make_graph(
+            self.nodes, g.name, inputs, outputs, initializer=list(self.initializers.values()), value_info=value_info
+        )
+
+    def _settle(self, b: Lowering, made: Val, want: str, exact: bool) -> str:
+        """Names the value a lowering returned after the netc value it computes."""
+        producer = next((p for p in reversed(b.made) if made in p.output), None)
+        if producer is None:
+            return made  # an existing value (an input passed through) keeps its name
+        name = want if exact else self.fresh_value(want)
+        for proto in b.made:
+            for i, inp in enumerate(proto.input):
+                if inp == made:
+                    proto.input[i] = name
+        producer.output[list(producer.output).index(made)] = name
+        self.value_names.discard(made)
+        if producer is b.made[-1] or len(producer.output) > 1:
+            self.node_names.discard(producer.name)
+            producer.name = _fresh(self.node_names, b.node.name)
+        return name
+
+
+def _fresh(used: set, base: str) -> str:
+    name, k = base, 1
+    while name in used:
+        name, k = f"{base}_{k}", k + 1
+    used.add(name)
+    return name
+
+
+def onnx_model(graph: Graph, weights: dict, opset: int = DEFAULT_OPSET, optimize: bool = True) -> onnx.ModelProto:
+    """The inference model of a graph with the given weights (name -> numpy array)."""
+    check_opset(opset)
+    model = _model(OnnxEmitter(graph, weights, opset).graph_proto(), opset)
+    if optimize:
+        from .onnx_optimize import optimize as run_passes
+
+        model = run_passes(model)
+    return model
+
+
+def weights_bytes(model: onnx.ModelProto) -> int:
+    return sum(len(t.raw_data) for t in model.graph.initializer)
+
+
+def save(model: onnx.ModelProto, path: str | os.PathLike, external_data_bytes: int = EXTERNAL_DATA_BYTES) -> list[Path]:
+    """Writes the model; weights over `external_data_bytes` in all go to one file beside it,
+    `<name>.data`, referenced by that plain name, never a path (path traversal through
+    external-data names: CVE-2024-27318, CVE-2025-51480). Files are written in a fresh
+    folder beside the target and renamed into place, so a failure leaves no half file and
+    no stale data is appended to. Returns the files written."""
+    import shutil
+    import tempfile
+
+    target = Path(path)
+    folder = target.parent
+    if weights_bytes(model) <= external_data_bytes:
+        _atomic_write(target, model.SerializeToString())
+        return [target]
+    location = target.name + ".data"
+    scratch = Path(tempfile.mkdtemp(dir=folder, prefix=f".{target.name}."))
+    try:
+        copy = onnx.ModelProto()
+        copy.CopyFrom(model)
+        onnx.save_model(
+            copy,
+            scratch / target.name,
+            save_as_external_data=True,
+            all_tensors_to_one_file=True,
+            location=location,
+            size_threshold=1024,
+        )
+        os.replace(scratch / location, folder / location)
+        os.replace(scratch / target.name, target)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return [target, folder / location]
+
+
+def _atomic_write(target: Path, data: bytes) -> None:
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

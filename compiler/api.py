@@ -46,6 +46,29 @@ class CompiledNetwork:
 
         return load_module(self.torch_source(), self.class_name)()
 
+    def weights(self, weights=None, seed: int = 0) -> dict:
+        """The parameters and buffers as numpy arrays, by name: read from `weights` (a
+        `.pt`, `.safetensors` or `.npz` path, or a dict name -> array), else drawn as
+        torch.nn initializes them, from `seed`."""
+        from .weights import initial_weights, load_weights
+
+        if weights is None:
+            return initial_weights(self.graph, seed)
+        return load_weights(weights, self.graph)
+
+    def onnx(self, opset: int = 18, weights=None, seed: int = 0, optimize: bool = True):
+        """The inference model as an `onnx.ModelProto` (see `weights` for the weights).
+        An opset outside what the installed onnx and onnxruntime support raises ValueError."""
+        return self.onnx_model(opset, weights, seed, optimize).to_proto()
+
+    def onnx_model(self, opset: int = 18, weights=None, seed: int = 0, optimize: bool = True):
+        """The same model as a `netc.backends.onnx.OnnxModel`, whose weights stay numpy
+        arrays until `.save(path)` writes them (the fast way to a file)."""
+        from netc.backends.onnx import check_opset, emit
+
+        check_opset(opset)
+        return emit(self.graph, self.weights(weights, seed), opset, optimize)
+
     @property
     def name(self) -> str:
         return self.graph.name

@@ -11,10 +11,13 @@ import argparse
 import json
 import sys
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from netc.dsl.diagnostics import InternalError, NetcError, SourceMap, render
 
 from .api import MissingExtra
+from .files import atomic_write
 
 EXIT_OK, EXIT_SPEC, EXIT_USAGE, EXIT_INTERNAL, EXIT_EXTRA = 0, 1, 2, 4, 5
 _STACK_BYTES = 512 * 1024 * 1024  # deep specs recurse; a big thread stack keeps that safe
@@ -37,11 +40,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--max-depth", type=_positive, default=64, help="cap on nested block calls (default 64)")
     check.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
-    compile_ = commands.add_parser("compile", help="compile a spec to a backend's source")
+    compile_ = commands.add_parser("compile", help="compile a spec to PyTorch source or an ONNX model")
     compile_.add_argument("file", help="the .net file")
-    compile_.add_argument("--target", choices=["torch"], required=True, help="the backend")
+    compile_.add_argument("--target", choices=list(TARGETS), required=True, help="the backend")
     compile_.add_argument("-o", "--output", help="the file to write (default: standard output)")
     compile_.add_argument("--network", help="the network to compile, where the file defines several")
+    onnx_options = compile_.add_argument_group("ONNX options (--target onnx)")
+    onnx_options.add_argument("--opset", type=int, help="the ONNX opset (default 18; 17 up to the newest supported)")
+    onnx_options.add_argument("--weights", help="a state_dict (.pt), .safetensors or .npz file of the weights")
+    onnx_options.add_argument("--seed", type=int, help="the seed of the initial weights when --weights is not given")
+    onnx_options.add_argument("--no-optimize", action="store_true", help="skip batchnorm folding and constant folding")
     compile_.add_argument("--max-nodes", type=_positive, default=1_000_000, help=argparse.SUPPRESS)
     compile_.add_argument("--max-depth", type=_positive, default=64, help=argparse.SUPPRESS)
     compile_.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
@@ -110,33 +118,89 @@ def _dispatch(args) -> int:
     raise AssertionError(args.command)
 
 
+class UsageError(Exception):
+    """A command line that cannot be carried out as asked (exit 2)."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """A backend of `netc compile`: what it makes of a compiled network, and its options."""
+
+    build: Callable  # (compiled, args) -> the artifact
+    write: Callable  # (artifact, path) -> the files written
+    dump: Callable  # (artifact) -> bytes for standard output, or raises UsageError
+    binary: bool
+    options: tuple[str, ...] = ()  # the flags only this target takes
+    describe: Callable = lambda compiled: ""  # said after writing a file
+
+
+def _onnx_model(compiled, args):
+    from netc.backends.onnx import DEFAULT_OPSET, OpsetError, check_opset
+
+    opset = DEFAULT_OPSET if args.opset is None else args.opset
+    try:
+        check_opset(opset)
+    except OpsetError as exc:
+        raise UsageError(str(exc)) from None
+    return compiled.onnx_model(opset, args.weights, args.seed or 0, optimize=not args.no_optimize)
+
+
+def _onnx_dump(model) -> bytes:
+    from netc.backends.onnx import EXTERNAL_DATA_BYTES
+
+    if model.nbytes > EXTERNAL_DATA_BYTES:
+        raise UsageError("the model's weights exceed 2 GiB, which go to a file beside the model: give -o FILE")
+    return model.to_bytes()
+
+
+TARGETS = {
+    "torch": Target(
+        build=lambda compiled, args: compiled.torch_source(),
+        write=lambda source, path: [atomic_write(path, source.encode())],
+        dump=lambda source: source.encode(),
+        binary=False,
+        describe=lambda compiled: f"class {compiled.class_name}, ",
+    ),
+    "onnx": Target(
+        _onnx_model, lambda model, path: model.save(path), _onnx_dump, True, ("opset", "weights", "seed", "no_optimize")
+    ),
+}
+
+
 def _compile(args) -> int:
     from .api import compile_file
 
+    target = TARGETS[args.target]
+    for other in sorted({o for t in TARGETS.values() for o in t.options} - set(target.options)):
+        if getattr(args, other) not in (None, False):
+            flag = "--" + other.replace("_", "-")
+            print(f"netc: error: {flag} does not apply to --target {args.target}", file=sys.stderr)
+            return EXIT_USAGE
+    if target.binary and args.output is None and sys.stdout.isatty():
+        print(f"netc: error: --target {args.target} makes a binary file: give -o FILE", file=sys.stderr)
+        return EXIT_USAGE
     try:
         compiled = compile_file(args.file, args.network, max_nodes=args.max_nodes, max_depth=args.max_depth)
-        source = compiled.torch_source()
+        artifact = target.build(compiled, args)
+        data = target.dump(artifact) if args.output is None else None
     except NetcError as exc:
         return _report_errors(exc, False)
+    except UsageError as exc:
+        print(f"netc: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     for warning in compiled.warnings:
         print(render(warning, compiled.sources), file=sys.stderr)
-    if args.output is None:
-        sys.stdout.write(source)
+    if data is not None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
         return EXIT_OK
-    import os
-    import tempfile
-    from pathlib import Path
-
-    target = Path(args.output)
-    try:  # write beside the target and rename, so a failure never leaves half a file
-        fd, tmp = tempfile.mkstemp(dir=target.parent if str(target.parent) else ".", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(source)
-        os.replace(tmp, target)
+    try:
+        written = target.write(artifact, args.output)
     except OSError as exc:
         print(f"netc: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_SPEC
-    print(f"wrote {args.output}: class {compiled.class_name}, {compiled.parameters:,} parameters", file=sys.stderr)
+    extra = "".join(f" and {p}" for p in written[1:])
+    print(f"wrote {args.output}{extra}: {target.describe(compiled)}{compiled.parameters:,} parameters", file=sys.stderr)
     return EXIT_OK
 
 

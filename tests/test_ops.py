@@ -1,8 +1,11 @@
 """The op table: one row per operator case, checked against PyTorch.
 
-From each row: the shape rule's output shapes equal what torch computes on real tensors,
-and a layer's parameter and buffer shapes equal the matching torch.nn module's state_dict.
-A completeness test asserts every callable op in the registry has a row.
+From each row: the shape rule's output shapes equal what torch computes on real tensors;
+a layer's parameter and buffer shapes equal the matching torch.nn module's state_dict; the
+emitted PyTorch module computes what the plain torch call computes; the ONNX model passes
+the full checker and strict shape inference and, run in onnxruntime with the module's
+weights, computes what the module computes (the row's tolerances; `onnx_xfail` says why
+where it cannot). A completeness test asserts every callable op in the registry has a row.
 """
 
 from dataclasses import dataclass, field
@@ -15,6 +18,7 @@ nn = torch.nn
 
 from netc.compiler import compile_string  # noqa: E402
 from netc.compiler.ops import CALLABLE  # noqa: E402
+from onnx_checks import check_model, run  # noqa: E402
 
 N4 = ("x", (2, 6, 9, 9))
 
@@ -28,9 +32,11 @@ class Row:
     module: object = None  # () -> nn.Module whose state_dict the layer's params/buffers must match
     id: str = ""
     ids: dict = field(default_factory=dict)
+    tol: tuple = (1e-5, 1e-6)  # rtol, atol of onnxruntime against torch
+    onnx_xfail: str | None = None
 
 
-def r(op, inputs, call, torch_fn, module=None, body=None):
+def r(op, inputs, call, torch_fn, module=None, body=None, **options):
     return Row(
         op,
         inputs,
@@ -38,6 +44,7 @@ def r(op, inputs, call, torch_fn, module=None, body=None):
         torch_fn,
         module,
         id=f"{op}:{call if body is None else body}",
+        **options,
     )
 
 
@@ -337,3 +344,34 @@ def test_op_row(row):
     assert shapes == [tuple(t.shape) for t in expected]
     dtypes = [g.type_of(v).dtype for _, v in g.outputs]
     assert dtypes == [str(t.dtype).removeprefix("torch.") for t in expected]
+
+
+def _random_weights(module):
+    """Weights away from torch's defaults (a batchnorm's running mean 0 and variance 1 would
+    hide swapped statistics); all positive, which keeps sqrt and log rows defined."""
+    with torch.no_grad():
+        for value in module.state_dict().values():
+            if value.is_floating_point():
+                value.copy_(torch.rand_like(value) + 0.5)
+
+
+@pytest.mark.parametrize("optimize", [False, True], ids=["plain", "optimized"])
+@pytest.mark.parametrize("row", ROWS, ids=lambda row: row.id)
+def test_op_onnx_matches_torch(row, optimize):
+    if row.onnx_xfail:
+        pytest.xfail(row.onnx_xfail)
+    compiled = compile_string(_spec(row))
+    module = compiled.torch().eval()
+    _random_weights(module)
+    tensors = _tensors(row)
+    with torch.no_grad():
+        expected = module(*tensors)
+    expected = expected if isinstance(expected, tuple) else (expected,)
+    model = compiled.onnx(weights=module.state_dict(), optimize=optimize)
+    check_model(model, compiled.graph)
+    got = run(model, {name: t.numpy() for name, t in zip(compiled.graph.inputs, tensors)})
+    assert len(got) == len(expected)
+    rtol, atol = row.tol
+    for g, e in zip(got, expected):
+        assert g.dtype == e.numpy().dtype
+        torch.testing.assert_close(torch.from_numpy(g), e, rtol=rtol, atol=atol)

@@ -388,7 +388,7 @@ class OnnxModel:
         entries, total = [], 0
         for name, array in self.weights.items():
             array = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
-            header = TensorProto(name=name, dims=array.shape, data_type=_element_type(array))
+            header = _header(name, array)
             if external is None:
                 head = header.SerializeToString() + _field_head(_TENSOR_RAW_DATA, array.nbytes)
                 size = len(head) + array.nbytes
@@ -438,8 +438,16 @@ def emit(graph: Graph, weights: dict, opset: int = DEFAULT_OPSET, optimize: bool
     if optimize:
         from .onnx_optimize import optimize as run_passes
 
-        proto = run_passes(model.to_proto())
-        weights = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
+        arrays = dict(model.weights)
+        headers = model.proto
+        headers.graph.initializer.extend(_header(name, a) for name, a in arrays.items())
+        proto = run_passes(headers, arrays)
+        weights = {t.name: arrays[t.name] for t in proto.graph.initializer}
         proto.graph.ClearField("initializer")
         model = OnnxModel(proto, weights)
     return model
+
+
+def _header(name: str, array: np.ndarray) -> TensorProto:
+    """An initializer's name, shape and type, without its data."""
+    return TensorProto(name=name, dims=array.shape, data_type=_element_type(array))

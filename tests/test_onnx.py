@@ -17,9 +17,8 @@ import numpy as np
 import onnx
 import pytest
 from conftest import ROOT, run_netc
-from onnx_checks import check_model, feeds, run
-
 from netc.compiler import compile_file, compile_string
+from onnx_checks import check_model, feeds, run
 
 torch = pytest.importorskip("torch")
 
@@ -230,3 +229,122 @@ def test_spec_errors_keep_exit_1_and_write_nothing(tmp_path):
     out = tmp_path / "m.onnx"
     proc = run_netc("compile", bad, "--target", "onnx", "-o", out)
     assert proc.returncode == 1 and "cannot add" in proc.stderr and not out.exists()
+
+
+SMALL = "network t(x: [N, 8]) {\n return x -> linear(4) -> batchnorm -> relu\n}\n"
+
+
+def _state(spec_path):
+    return {k: v.clone() for k, v in compile_file(spec_path).torch().state_dict().items()}
+
+
+def _hostile_weights(tmp_path, kind):
+    """A weights file that must be refused; returns (path, words the message must hold)."""
+    import pickle
+
+    spec = tmp_path / "t.net"
+    state = _state(spec)
+    if kind == "wrong shape":
+        state["linear_0.weight"] = torch.zeros(5, 8)
+        words = ["linear_0.weight", "[5, 8]", "[4, 8]"]
+    elif kind == "wrong dtype":
+        state["linear_0.bias"] = state["linear_0.bias"].double()
+        words = ["linear_0.bias", "float64", "float32"]
+    elif kind == "extra key":
+        state["linear_0.weigth"] = torch.zeros(4, 8)
+        words = ["linear_0.weigth"]
+    elif kind == "missing key":
+        del state["batchnorm_0.running_var"]
+        words = ["batchnorm_0.running_var"]
+    if kind in ("wrong shape", "wrong dtype", "extra key", "missing key"):
+        path = tmp_path / "w.pt"
+        torch.save(state, path)
+        return path, words
+    path = tmp_path / "w.pt"
+    if kind == "pickle as .pt":
+        marker = tmp_path / "pwned"
+        payload = f"import pathlib; pathlib.Path({str(marker)!r}).write_text('x')"
+
+        class Exploit:
+            def __reduce__(self):
+                return (exec, (payload,))
+
+        path.write_bytes(pickle.dumps(Exploit()))
+        return path, ["pickle"]
+    if kind == "truncated":
+        torch.save(state, path)
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+        return path, [str(path.name)]
+    if kind == "truncated safetensors":
+        from safetensors.torch import save_file
+
+        path = tmp_path / "w.safetensors"
+        save_file(state, path)
+        path.write_bytes(path.read_bytes()[:100])
+        return path, ["safetensors"]
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize(
+    "kind",
+    ["wrong shape", "wrong dtype", "extra key", "missing key", "pickle as .pt", "truncated", "truncated safetensors"],
+)
+def test_hostile_weights_are_clear_errors(tmp_path, kind):
+    (tmp_path / "t.net").write_text(SMALL)
+    weights, words = _hostile_weights(tmp_path, kind)
+    out = tmp_path / "m.onnx"
+    proc = run_netc("compile", tmp_path / "t.net", "--target", "onnx", "--weights", weights, "-o", out)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr
+    for word in words:
+        assert word in proc.stderr
+    assert not out.exists()
+    assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors", ".npz"])
+def test_weights_files_round_trip(tmp_path, suffix):
+    (tmp_path / "t.net").write_text(SMALL)
+    module = compile_file(tmp_path / "t.net").torch().eval()
+    _randomize(module)
+    path = tmp_path / f"w{suffix}"
+    state = module.state_dict()
+    if suffix == ".pt":
+        torch.save(state, path)
+    elif suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file(dict(state), path)
+    else:
+        np.savez(path, **{k: v.numpy() for k, v in state.items()})
+    out = tmp_path / "m.onnx"
+    proc = run_netc("compile", tmp_path / "t.net", "--target", "onnx", "--weights", path, "-o", out)
+    assert proc.returncode == 0, proc.stderr
+    x = np.random.default_rng(0).standard_normal((3, 8)).astype(np.float32)
+    with torch.no_grad():
+        expected = module(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(run(onnx.load(out), {"x": x})[0], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_reading_pt_weights_without_torch_names_the_extra(tmp_path):
+    (tmp_path / "t.net").write_text(SMALL)
+    torch.save(_state(tmp_path / "t.net"), tmp_path / "w.pt")
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "from netc.compiler.cli import main\n"
+        f"sys.exit(main(['compile', {str(tmp_path / 't.net')!r}, '--target', 'onnx', "
+        f"'--weights', {str(tmp_path / 'w.pt')!r}, '-o', {str(tmp_path / 'm.onnx')!r}]))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 5 and "pip install 'netc[torch]'" in proc.stderr
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_onnx_emission_does_not_import_torch():
+    code = (
+        "import sys\n"
+        "from netc.compiler import compile_string\n"
+        f"compile_string({SMALL!r}).onnx_model().to_bytes()\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

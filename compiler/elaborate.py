@@ -20,6 +20,7 @@ from netc.dsl import syntax as S
 from netc.dsl.diagnostics import Diagnostic, InternalError, NetcError, Span
 
 from . import dims as D
+from .builder import Builder
 from .dims import Dim
 from .ir import DTYPES, FLOAT_DTYPES, Graph, Node, TensorType, Value
 from .loader import Program
@@ -98,6 +99,7 @@ class Elaborator:
     def run(self, name: str | None) -> Graph:
         net = self._pick(name)
         self.graph = Graph(net.name)
+        self.builder = Builder(self.graph)
         try:
             self._bad_blocks = self._check_returns()
             for const_name, const in self.program.consts.items():
@@ -743,45 +745,40 @@ class Elaborator:
     def _node(self, op: OpDef, tensors, attrs, frame: Frame, span: Span, func: str,
               instance_name=None, name_span=None, arg_spans=None):  # fmt: skip
         local = self._local_name(frame, func, instance_name, name_span, span)
-        if op.normalize is not None:
-            attrs = op.normalize(attrs)
-        types = [t.type for t in tensors]
+        self._check_room(span)
         try:
-            outputs = op.infer(types, attrs)
-            params = op.params(types, attrs) if op.params else {}
+            node = self.builder.make(
+                op,
+                [t.value for t in tensors],
+                attrs,
+                ".".join(frame.path + (local,)),
+                span=span,
+                scope=frame.path,
+                call_sites=tuple(s for _, s in frame.expansions),
+                var=self._hint,
+            )
         except ShapeError as exc:
             where = span
             if exc.arg and arg_spans and exc.arg in arg_spans and not isinstance(arg_spans[exc.arg], list):
                 where = arg_spans[exc.arg]
             raise NetcError(exc.message, where, notes=exc.notes, code="shape")
-        for t in outputs:
+        for t in node.outputs:
             if any(isinstance(d, int) and d >= INT_LIMIT for d in t.shape):
+                self.graph.g.remove_node(node.name)
                 raise NetcError(f"{op.name} makes a dimension too large: {D.shape_text(t.shape)}", span, code="shape")
-        dtype = types[0].dtype if types and types[0].dtype in FLOAT_DTYPES else "float32"
-        node = Node(
-            name=".".join(frame.path + (local,)),
-            op=op.name,
-            inputs=tuple(t.value for t in tensors),
-            attrs=attrs,
-            outputs=tuple(outputs),
-            params={k: TensorType(tuple(shape), dtype) for k, shape in params.items()},
-            buffers=op.buffers(types, attrs) if op.buffers else {},
-            span=span,
-            scope=frame.path,
-            call_sites=tuple(s for _, s in frame.expansions),
-            var=self._hint,
-        )
-        self._add(node)
-        results = tuple(Tensor(Value(node.name, i), t) for i, t in enumerate(outputs))
+        results = tuple(Tensor(Value(node.name, i), t) for i, t in enumerate(node.outputs))
         return results[0] if op.n_outputs == 1 else Multi(results)
 
-    def _add(self, node: Node) -> Node:
+    def _check_room(self, span: Span | None):
         if len(self.graph) >= self.limits.max_nodes:
             raise FatalError(
                 f"the network has more than {self.limits.max_nodes} nodes (the limit; see --max-nodes)",
-                node.span,
+                span,
                 code="limit",
             )
+
+    def _add(self, node: Node) -> Node:
+        self._check_room(node.span)
         return self.graph.add(node)
 
     def _block_call(self, block: S.Block, expr: S.Call, positional, keywords, instance_name, name_span, frame):

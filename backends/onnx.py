@@ -163,9 +163,20 @@ class Lowering:
 
     # -- weights and constants
     def param(self, local: str) -> Val:
+        """The node's parameter or buffer: an initializer, or in a training model an input."""
         return self.emitter.initializer(f"{self.node.name}.{local}")
 
     buffer = param
+
+    def parameter(self, name: str) -> Val:
+        return self.emitter.initializer(name)
+
+    def tensor(self, values, dtype: str) -> TensorProto:
+        """A tensor attribute value (ConstantOfShape's value)."""
+        return numpy_helper.from_array(np.asarray(values, dtype=NUMPY_TYPES[dtype]))
+
+    def element_type(self, dtype: str) -> int:
+        return ELEMENT_TYPES[dtype]
 
     def const(self, values, dtype: str) -> Val:
         array = np.asarray(values, dtype=NUMPY_TYPES[dtype])
@@ -239,8 +250,11 @@ class Lowering:
 
 
 class OnnxEmitter:
-    def __init__(self, graph: Graph, weights: dict, opset: int, source_file: str | None = None):
-        self.graph, self.weights, self.opset = graph, weights, opset
+    """`parameters`: a training model's parameters and buffers, which become graph inputs
+    (after the other inputs, before the seeds) instead of initializers."""
+
+    def __init__(self, graph: Graph, weights: dict, opset: int, parameters: dict[str, TensorType] | None = None):
+        self.graph, self.weights, self.opset, self.parameters = graph, weights, opset, parameters
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: dict[str, np.ndarray] = {}  # the weights used, in order of first use
         self.dims: dict[str, Val] = {}
@@ -267,6 +281,10 @@ class OnnxEmitter:
         return self.symbols[name]
 
     def initializer(self, name: str) -> Val:
+        if self.parameters is not None:
+            if name not in self.parameters:
+                raise InternalError(f"no parameter {name}")
+            return Val(name)
         if name not in self.initializers:
             if name not in self.weights:
                 raise InternalError(f"no weights for {name}")
@@ -287,6 +305,7 @@ class OnnxEmitter:
         for node in g.nodes():
             for local in list(node.params) + list(node.buffers):
                 self.value_names.add(f"{node.name}.{local}")
+        self.value_names.update(self.parameters or ())
         value_info = []
         for node in g.nodes():
             if node.op == "input":
@@ -311,7 +330,9 @@ class OnnxEmitter:
                 node = helper.make_node("Identity", [self.env[value]], [out_name], name=self.fresh_node(out_name))
                 self.nodes.append(node)
             outputs.append(tensor_type(out_name, g.type_of(value)))
-        inputs = [tensor_type(name, g.node(name).outputs[0]) for name in g.inputs]
+        inputs = [tensor_type(name, g.node(name).outputs[0]) for name in g.inputs if not name.startswith("seed.")]
+        inputs += [tensor_type(name, t) for name, t in (self.parameters or {}).items()]
+        inputs += [tensor_type(name, g.node(name).outputs[0]) for name in g.inputs if name.startswith("seed.")]
         return helper.make_graph(self.nodes, g.name, inputs, outputs, value_info=value_info)
 
     def _settle(self, b: Lowering, made: Val, want: str, exact: bool) -> str:
@@ -446,6 +467,22 @@ def emit(graph: Graph, weights: dict, opset: int = DEFAULT_OPSET, optimize: bool
         proto.graph.ClearField("initializer")
         model = OnnxModel(proto, weights)
     return model
+
+
+def emit_backward(graph: Graph, opset: int = DEFAULT_OPSET) -> OnnxModel:
+    """The training model: the training forward and the backward graph (compiler/autodiff.py),
+    every parameter and buffer an input, so that they can change at every step."""
+    from netc.compiler.autodiff import backward_graph
+
+    check_opset(opset)
+    parameters = {
+        f"{node.name}.{local}": t
+        for node in graph.nodes()
+        for local, t in {**node.params, **node.buffers}.items()
+        if local != "num_batches_tracked"  # torch counts steps; nothing computes with it
+    }
+    emitter = OnnxEmitter(backward_graph(graph), {}, opset, parameters)
+    return OnnxModel(_model(emitter.graph_proto(), opset), {})
 
 
 def _header(name: str, array: np.ndarray) -> TensorProto:

@@ -7,7 +7,9 @@ import math
 from .. import dims as D
 from ..dims import shape_text
 from ..ir import DTYPES, TensorType
-from .registry import Arg, OpDef, ShapeError, binary, broadcast, float_arg, register, unary
+from .registry import Arg, NoGrad, OpDef, ShapeError, binary, broadcast, float_arg, register, unary
+
+_SQRT_HALF, _INV_SQRT_2PI = 1 / math.sqrt(2), 1 / math.sqrt(2 * math.pi)
 
 # Each rule's math lives in LANGUAGE.md's table; gradients are added by the autodiff stage.
 RELU = unary(
@@ -15,12 +17,14 @@ RELU = unary(
     doc="max(0, x)",
     torch=lambda t, x: t.call("F.relu", x, inplace=True) if t.inplace(0) else t.call("F.relu", x),
     onnx="Relu",
+    grad=lambda d, g, y, x: g * d.apply("mask", x, low=0.0),  # 1 where x > 0
 )
 RELU6 = unary(
     "relu6",
     doc="min(max(0, x), 6)",
     torch="F.relu6",
     onnx=lambda b, x: b.Clip(x, b.scalar(0.0, x.dtype), b.scalar(6.0, x.dtype)),
+    grad=lambda d, g, y, x: g * d.apply("mask", x, low=0.0, high=6.0),  # 1 where 0 < x < 6
 )
 LEAKY_RELU = unary(
     "leaky_relu",
@@ -28,6 +32,7 @@ LEAKY_RELU = unary(
     doc="x if x > 0 else slope * x",
     torch=lambda t, x, *, slope: t.call("F.leaky_relu", x, negative_slope=t.opt(slope, 0.01)),
     onnx=lambda b, x, *, slope: b.LeakyRelu(x, alpha=slope),
+    grad=lambda d, g, y, x, *, slope: g * (d.apply("mask", x, low=0.0) * (1.0 - slope) + slope),  # 1 or slope
 )
 ELU = unary(
     "elu",
@@ -35,10 +40,23 @@ ELU = unary(
     doc="x if x > 0 else alpha * (exp(x) - 1)",
     torch=lambda t, x, *, alpha: t.call("F.elu", x, alpha=t.opt(alpha, 1.0)),
     onnx=lambda b, x, *, alpha: b.Elu(x, alpha=alpha),
+    grad=lambda d, g, y, x, *, alpha: g * _either(d.apply("mask", x, low=0.0), 1.0, y + alpha),  # 1 or f(x) + alpha
 )
-SIGMOID = unary("sigmoid", doc="1 / (1 + exp(-x))", torch="torch.sigmoid", onnx="Sigmoid")
-TANH = unary("tanh", doc="tanh(x)", torch="torch.tanh", onnx="Tanh")
-SOFTPLUS = unary("softplus", doc="log(1 + exp(x))", torch="F.softplus", onnx="Softplus")
+SIGMOID = unary(
+    "sigmoid",
+    doc="1 / (1 + exp(-x))",
+    torch="torch.sigmoid",
+    onnx="Sigmoid",
+    grad=lambda d, g, y, x: g * (y * (1 - y)),  # f(x)(1 - f(x))
+)
+TANH = unary("tanh", doc="tanh(x)", torch="torch.tanh", onnx="Tanh", grad=lambda d, g, y, x: g * (1 - y * y))
+SOFTPLUS = unary(
+    "softplus",
+    doc="log(1 + exp(x))",
+    torch="F.softplus",
+    onnx="Softplus",
+    grad=lambda d, g, y, x: g * d.apply("sigmoid", x),
+)
 
 
 def _gelu_onnx(b, x):
@@ -49,13 +67,29 @@ def _gelu_onnx(b, x):
     return b.Mul(half, b.Add(b.Erf(b.Mul(x, b.scalar(1 / math.sqrt(2), x.dtype))), b.scalar(1.0, x.dtype)))
 
 
-GELU = unary("gelu", doc="x * Phi(x), the erf form", torch="F.gelu", onnx=_gelu_onnx)
-SILU = unary("silu", doc="x * sigmoid(x)", torch="F.silu", onnx=lambda b, x: b.Mul(x, b.Sigmoid(x)))
-EXP = unary("exp", doc="exp(x)", torch="torch.exp", onnx="Exp")
-LOG = unary("log", doc="log(x)", torch="torch.log", onnx="Log")
-SQRT = unary("sqrt", doc="sqrt(x)", torch="torch.sqrt", onnx="Sqrt")
-ABS = unary("abs", doc="|x|", torch="torch.abs", onnx="Abs")
-IDENTITY = unary("identity", dtypes=DTYPES, doc="x", torch=lambda t, x: x, onnx="Identity")
+def _gelu_grad(d, g, y, x):
+    cdf = (d.apply("erf", x * _SQRT_HALF) + 1.0) * 0.5  # Phi(x)
+    pdf = d.apply("exp", x * x * -0.5) * _INV_SQRT_2PI  # phi(x)
+    return g * (cdf + x * pdf)
+
+
+def _silu_grad(d, g, y, x):
+    s = d.apply("sigmoid", x)
+    return g * (s + x * s * (1 - s))
+
+
+def _either(mask, a, b):
+    """a where mask is 1, b where it is 0."""
+    return mask * (a - b) + b
+
+
+GELU = unary("gelu", doc="x * Phi(x), the erf form", torch="F.gelu", onnx=_gelu_onnx, grad=_gelu_grad)
+SILU = unary("silu", doc="x * sigmoid(x)", torch="F.silu", onnx=lambda b, x: b.Mul(x, b.Sigmoid(x)), grad=_silu_grad)
+EXP = unary("exp", doc="exp(x)", torch="torch.exp", onnx="Exp", grad=lambda d, g, y, x: g * y)
+LOG = unary("log", doc="log(x)", torch="torch.log", onnx="Log", grad=lambda d, g, y, x: g * (1 / x))
+SQRT = unary("sqrt", doc="sqrt(x)", torch="torch.sqrt", onnx="Sqrt", grad=lambda d, g, y, x: g * (1 / (2 * y)))
+ABS = unary("abs", doc="|x|", torch="torch.abs", onnx="Abs", grad=lambda d, g, y, x: g * d.apply("sign", x))
+IDENTITY = unary("identity", dtypes=DTYPES, doc="x", torch=lambda t, x: x, onnx="Identity", grad=lambda d, g, y, x: g)
 DROPOUT = unary(
     "dropout",
     Arg("p", float_arg(minimum=0.0, below=1.0), 0.5),
@@ -63,6 +97,9 @@ DROPOUT = unary(
     torch=lambda t, x, *, p: t.call("F.dropout", x, p=p, training=t.code("self.training")),
     # the ONNX model is the inference forward, where Dropout is the identity
     onnx=lambda b, x, *, p: b.Dropout(x, b.scalar(p, x.dtype)),
+    # training: a mask (an input of the training graph, 0 or 1 per element) times 1 / (1 - p)
+    train=lambda d, x, *, p: x * d.input("mask", x.type) * (1.0 / (1.0 - p)),
+    grad=NoGrad("the training forward replaces it with its mask and scale"),
 )
 
 
@@ -75,11 +112,15 @@ def _add_torch(t, a, b):
 
 
 # The backward of + - * / @ reads the inputs, never the output.
-ADD = binary("add", "+", "add", "Add", torch=_add_torch, grad_reads_output=False)
-SUB = binary("sub", "-", "subtract", "Sub", grad_reads_output=False)
-MUL = binary("mul", "*", "multiply", "Mul", grad_reads_output=False)
-DIV = binary("div", "/", "divide", "Div", grad_reads_output=False)
-NEG = unary("neg", kind="operator", dtypes=DTYPES, doc="-x", torch=lambda t, x: f"-{x}", onnx="Neg")
+ADD = binary("add", "+", "add", "Add", torch=_add_torch, grad_reads_output=False, grad=lambda d, g, y, a, b: (g, g))
+SUB = binary("sub", "-", "subtract", "Sub", grad_reads_output=False, grad=lambda d, g, y, a, b: (g, -g))
+MUL = binary("mul", "*", "multiply", "Mul", grad_reads_output=False, grad=lambda d, g, y, a, b: (g * b, g * a))
+DIV = binary(
+    "div", "/", "divide", "Div", grad_reads_output=False, grad=lambda d, g, y, a, b: (g / b, -(g * y) / b)
+)  # d(a/b)/db = -a/b^2 = -y/b
+NEG = unary(
+    "neg", kind="operator", dtypes=DTYPES, doc="-x", torch=lambda t, x: f"-{x}", onnx="Neg", grad=lambda d, g, y, x: -g
+)
 POW = unary(
     "pow",
     Arg("exponent", float_arg()),
@@ -87,6 +128,7 @@ POW = unary(
     doc="x ** exponent",
     torch=lambda t, x, *, exponent: f"{x}**{exponent!r}",
     onnx=lambda b, x, *, exponent: b.Pow(x, b.scalar(exponent, x.dtype)),
+    grad=lambda d, g, y, x, *, exponent: g * (exponent * x ** (exponent - 1)),
 )
 
 
@@ -110,6 +152,20 @@ def _matmul_infer(inputs, attrs):
     return [TensorType(shape, a.dtype)]
 
 
+def _matmul_grad(d, g, y, a, b):
+    """da = g @ b^T, db = a^T @ g, a 1-d operand taken as a row (a) or a column (b)."""
+    a2 = a if a.rank > 1 else d.apply("reshape", a, shape=(1,) + tuple(a.shape))
+    b2 = b if b.rank > 1 else d.apply("reshape", b, shape=tuple(b.shape) + (1,))
+    shape = tuple(g.shape[: g.rank - (a.rank > 1) - (b.rank > 1)]) + (a2.shape[-2], b2.shape[-1])
+    g2 = g if tuple(g.shape) == shape else d.apply("reshape", g, shape=shape)
+    da, db = g2 @ d.transpose(b2), d.transpose(a2) @ g2
+    if a.rank == 1:  # [..., 1, k] -> [..., k]
+        da = d.apply("reshape", da, shape=tuple(da.shape[:-2]) + (da.shape[-1],))
+    if b.rank == 1:  # [..., k, 1] -> [..., k]
+        db = d.apply("reshape", db, shape=tuple(db.shape[:-1]))
+    return da, db
+
+
 MATMUL = register(
     OpDef(
         "matmul",
@@ -119,6 +175,7 @@ MATMUL = register(
         doc="a @ b with batch broadcasting (torch.matmul)",
         torch=lambda t, a, b: f"{a} @ {b}",
         onnx=lambda b, x, y: b.MatMul(x, y),
+        grad=_matmul_grad,
         grad_reads_output=False,
     )
 )
@@ -137,6 +194,9 @@ CONSTANT = register(
         "source",
         torch=lambda t, *, value, dtype: t.literal(value),
         onnx=lambda b, *, value, dtype: b.scalar(value, dtype),
+        grad=NoGrad("a constant has no inputs"),
     )
 )
-INPUT = register(OpDef("input", (), lambda inputs, attrs: [attrs["type"]], "source"))
+INPUT = register(
+    OpDef("input", (), lambda inputs, attrs: [attrs["type"]], "source", grad=NoGrad("an input has no inputs"))
+)

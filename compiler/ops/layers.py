@@ -7,6 +7,7 @@ from ..ir import TensorType
 from .registry import (
     Arg,
     Init,
+    NoGrad,
     OpDef,
     ShapeError,
     bool_arg,
@@ -64,6 +65,16 @@ def _linear_infer(inputs, attrs):
     return [TensorType(x.shape[:-1] + (attrs["out"],), x.dtype)]
 
 
+def _linear_grad(d, g, y, x, *, out, bias):
+    """dx = g W; dW = g^T x over every leading axis; db = g summed over them."""
+    rows_g = g if g.rank == 2 else d.apply("reshape", g, shape=(-1, out))
+    rows_x = x if x.rank == 2 else d.apply("reshape", x, shape=(-1, x.shape[-1]))
+    d.param_grad("weight", d.transpose(rows_g) @ rows_x)
+    if bias:
+        d.param_grad("bias", d.apply("sum", rows_g, axes=(0,)))
+    return g @ d.param("weight")
+
+
 def _linear_onnx(b, x, *, out, bias):
     if x.rank == 2:
         return b.Gemm(x, b.param("weight"), b.param("bias") if bias else None, transB=1)
@@ -82,6 +93,7 @@ LINEAR = register(
         init=_fan_in_init,
         torch=lambda t, x, *, out, bias: t.layer("nn.Linear", x.shape[-1], out, bias=t.opt(bias, True))(x),
         onnx=_linear_onnx,
+        grad=_linear_grad,
         grad_reads_output=False,
     )
 )
@@ -301,6 +313,52 @@ def _batchnorm_buffers(inputs, attrs):
     }
 
 
+def _channel_shape(x, channels):
+    """[C, 1, 1, ...]: a per-channel vector laid out to broadcast along axis 1."""
+    return (channels,) + (1,) * (x.rank - 2)
+
+
+def _normalize(d, x, axes, eps):
+    """(x - mean) / sqrt(var + eps) over axes, the biased variance; and the mean and variance."""
+    mean = d.apply("mean", x, axes=axes, keepdim=True)
+    centred = x - mean
+    var = d.apply("mean", centred * centred, axes=axes, keepdim=True)
+    return centred / d.apply("sqrt", var + eps), mean, var
+
+
+def _batchnorm_train(d, x, *, eps, momentum):
+    """Batch statistics over every axis but the channels; the running statistics' next
+    values (PyTorch's: the variance unbiased) are outputs of the training graph."""
+    channels = x.shape[1]
+    axes = (0,) + tuple(range(2, x.rank))
+    normalized, mean, var = _normalize(d, x, axes, eps)
+    shape = _channel_shape(x, channels)
+    weight = d.apply("reshape", d.param("weight"), shape=shape)
+    y = normalized * weight + d.apply("reshape", d.param("bias"), shape=shape)
+    count = d.count(x, axes)
+    unbiased = d.apply("reshape", var, shape=(channels,)) * (count / (count - 1.0))
+    batch_mean = d.apply("reshape", mean, shape=(channels,))
+    d.output("running_mean.next", d.param("running_mean") * (1.0 - momentum) + batch_mean * momentum)
+    d.output("running_var.next", d.param("running_var") * (1.0 - momentum) + unbiased * momentum)
+    return y
+
+
+def _layernorm_train(d, x, *, dims, eps):
+    normalized, _, _ = _normalize(d, x, tuple(range(x.rank - dims, x.rank)), eps)
+    return normalized * d.param("weight") + d.param("bias")
+
+
+def _groupnorm_train(d, x, *, groups, eps):
+    grouped = d.apply("reshape", x, shape=(x.shape[0], groups, -1))
+    normalized = d.apply("reshape_like", _normalize(d, grouped, (2,), eps)[0], x)
+    shape = _channel_shape(x, x.shape[1])
+    weight = d.apply("reshape", d.param("weight"), shape=shape)
+    return normalized * weight + d.apply("reshape", d.param("bias"), shape=shape)
+
+
+NORM_GRAD = NoGrad("the training forward rewrites it into primitives (its `train` rule), which are differentiated")
+
+
 def _batchnorm_torch(t, x, *, eps, momentum):
     cls = {2: "nn.BatchNorm1d", 3: "nn.BatchNorm1d", 4: "nn.BatchNorm2d", 5: "nn.BatchNorm3d"}[x.rank]
     return t.layer(cls, x.shape[1], eps=t.opt(eps, 1e-5), momentum=t.opt(momentum, 0.1))(x)
@@ -337,6 +395,8 @@ BATCHNORM = register(
         init=_norm_init,
         torch=_batchnorm_torch,
         onnx=_batchnorm_onnx,
+        train=_batchnorm_train,
+        grad=NORM_GRAD,
         grad_reads_output=False,
     )
 )
@@ -373,6 +433,8 @@ LAYERNORM = register(
         onnx=lambda b, x, *, dims, eps: b.LayerNormalization(
             x, b.param("weight"), b.param("bias"), axis=-dims, epsilon=eps
         ),
+        train=_layernorm_train,
+        grad=NORM_GRAD,
         grad_reads_output=False,
     )
 )
@@ -401,6 +463,8 @@ GROUPNORM = register(
         init=_norm_init,
         torch=lambda t, x, *, groups, eps: t.layer("nn.GroupNorm", groups, x.shape[1], eps=t.opt(eps, 1e-5))(x),
         onnx=_groupnorm_onnx,
+        train=_groupnorm_train,
+        grad=NORM_GRAD,
         grad_reads_output=False,
     )
 )

@@ -72,7 +72,14 @@ class OpDef:
     # Does autograd's backward of this op read its output? Where it does not, the result
     # may be overwritten in place by its one consumer (`relu(..., inplace=True)`, `+=`).
     grad_reads_output: bool = True
-    grad: Callable | None = None  # reserved for the backward graph
+    # The gradient rule `(d, g, y, *inputs, **attrs) -> one gradient (or None) per input`,
+    # built with `d` (compiler/autodiff.py) from the output gradient g and output y; or a
+    # `NoGrad` saying why the op has none.
+    grad: Callable | NoGrad | None = None
+    # The training forward of an op that computes differently in training (batchnorm's
+    # batch statistics, dropout's mask), as primitives: `(d, *inputs, **attrs) -> output`.
+    train: Callable | None = None
+    hidden: bool = False  # internal to the compiler (the backward graph's ops): specs cannot call it
 
 
 @dataclass(frozen=True)
@@ -92,6 +99,13 @@ def uniform(bound: float) -> Init:
 
 def constant(value: float) -> Init:
     return Init("constant", value=value)
+
+
+@dataclass(frozen=True)
+class NoGrad:
+    """An op without a gradient rule, and why."""
+
+    reason: str
 
 
 REGISTRY: dict[str, OpDef] = {}

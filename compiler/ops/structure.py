@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from netc.dsl.diagnostics import NetcError
+
 from .. import dims as D
 from ..dims import shape_text
 from ..ir import TensorType
@@ -51,6 +53,14 @@ def _concat_infer(inputs, attrs):
     return [TensorType(first.shape[:axis] + (total,) + first.shape[axis + 1 :], first.dtype)]
 
 
+def _concat_grad(d, g, y, *xs, axis):
+    sizes = tuple(x.shape[axis] for x in xs)
+    if not all(isinstance(s, int) for s in sizes):
+        raise NetcError("the gradient of concat along an axis of symbolic size is not supported", d.node.span)
+    parts = d.apply("split", g, sizes=sizes, axis=axis)
+    return parts if isinstance(parts, tuple) else (parts,)
+
+
 CONCAT = register(
     OpDef(
         "concat",
@@ -59,6 +69,7 @@ CONCAT = register(
         "structure",
         doc="join along axis (a dense skip connection)",
         torch=lambda t, *xs, axis: f"torch.cat([{', '.join(xs)}], dim={axis})",
+        grad=_concat_grad,
         onnx=lambda b, *xs, axis: b.Concat(*xs, axis=axis),
         grad_reads_output=False,
     )
@@ -98,6 +109,7 @@ SPLIT = register(
         "structure",
         n_outputs=None,
         torch=lambda t, x, *, sizes, axis: t.call("torch.split", x, t.exact(sizes), dim=axis),
+        grad=lambda d, gs, ys, x, *, sizes, axis: d.apply("concat", *gs, axis=axis) if len(gs) > 1 else gs[0],
         onnx=lambda b, x, *, sizes, axis: b.op(
             "Split", x, b.ints([t.shape[axis] for t in b.node.outputs]), axis=axis, outputs=len(b.node.outputs)
         ),
@@ -113,6 +125,10 @@ def _flatten_infer(inputs, attrs):
         return [TensorType((1,), x.dtype)]
     start = normalize_axis(attrs["start"], x.rank, arg="start")
     return [TensorType(x.shape[:start] + (D.product(x.shape[start:]),), x.dtype)]
+
+
+def _reshape_grad(d, g, y, x, **attrs):
+    return d.apply("reshape_like", g, x)
 
 
 def _flatten_onnx(b, x, *, start):
@@ -132,6 +148,7 @@ FLATTEN = register(
         "structure",
         torch=lambda t, x, *, start: t.call("torch.flatten", x, start),
         onnx=_flatten_onnx,
+        grad=_reshape_grad,
     )
 )
 
@@ -183,6 +200,7 @@ RESHAPE = register(
         "structure",
         torch=lambda t, x, *, shape: f"{x}.reshape({', '.join(t.dim(d) for d in shape)})",
         onnx=lambda b, x, *, shape: b.Reshape(x, b.shape(shape)),
+        grad=_reshape_grad,
     )
 )
 
@@ -198,6 +216,13 @@ def _permute_infer(inputs, attrs):
     return [TensorType(tuple(x.shape[a] for a in order), x.dtype)]
 
 
+def _inverse(order, rank) -> tuple[int, ...]:
+    inverse = [0] * rank
+    for i, a in enumerate(order):
+        inverse[a % rank] = i
+    return tuple(inverse)
+
+
 PERMUTE = register(
     OpDef(
         "permute",
@@ -206,6 +231,7 @@ PERMUTE = register(
         "structure",
         torch=lambda t, x, *, dims: f"{x}.permute({', '.join(map(str, dims))})",
         onnx=lambda b, x, *, dims: b.Transpose(x, perm=[a % x.rank for a in dims]),
+        grad=lambda d, g, y, x, *, dims: d.apply("permute", g, dims=_inverse(dims, x.rank)),
     )
 )
 
@@ -372,6 +398,8 @@ SOFTMAX = register(
         "structure",
         torch=lambda t, x, *, axis: t.call("F.softmax", x, dim=axis),
         onnx=lambda b, x, *, axis: b.Softmax(x, axis=axis),
+        # dx = y (g - sum(g y)) along the axis
+        grad=lambda d, g, y, x, *, axis: y * (g - d.apply("sum", g * y, axes=(axis,), keepdim=True)),
     )
 )
 LOG_SOFTMAX = register(
@@ -382,6 +410,8 @@ LOG_SOFTMAX = register(
         "structure",
         torch=lambda t, x, *, axis: t.call("F.log_softmax", x, dim=axis),
         onnx=lambda b, x, *, axis: b.LogSoftmax(x, axis=axis),
+        # dx = g - softmax(x) sum(g) along the axis
+        grad=lambda d, g, y, x, *, axis: g - d.apply("exp", y) * d.apply("sum", g, axes=(axis,), keepdim=True),
     )
 )
 
@@ -403,6 +433,17 @@ def _reduce_infer(name, floats_only):
     return infer
 
 
+def _reduction_grad(mean):
+    def grad(d, g, y, x, *, axes, keepdim):
+        if not keepdim:  # put the reduced axes back, size 1, to broadcast
+            reduced = {a % x.rank for a in axes}
+            g = d.apply("reshape", g, shape=tuple(1 if i in reduced else n for i, n in enumerate(x.shape)))
+        spread = d.apply("broadcast_like", g, x)
+        return spread * d.mean_factor(x, axes) if mean else spread
+
+    return grad
+
+
 def _reduction(name, floats_only, onnx_op):
     args = (Arg("x", None, tensor=True), Arg("axes", axes_arg), Arg("keepdim", bool_arg, False))
     return register(
@@ -413,6 +454,7 @@ def _reduction(name, floats_only, onnx_op):
             "structure",
             torch=lambda t, x, *, axes, keepdim: t.call(f"{x}.{name}", dim=axes, keepdim=t.opt(keepdim, False)),
             onnx=lambda b, x, *, axes, keepdim: b.reduce(onnx_op, x, axes, keepdims=keepdim),
+            grad=_reduction_grad(name == "mean"),
         )
     )
 
@@ -434,6 +476,20 @@ def _mse_infer(inputs, attrs):
     return [TensorType((), pred.dtype)]
 
 
+def _mse_grad(d, g, y, pred, target):
+    """d pred = 2 (pred - target) / n, d target its negative."""
+    step = (pred - target) * (g * (2.0 * d.mean_factor(pred, tuple(range(pred.rank)))))
+    return step, -step
+
+
+def _cross_entropy_grad(d, g, y, logits, labels):
+    """d logits = (softmax(logits) - onehot(labels)) / N."""
+    if not isinstance(logits.shape[1], int):
+        raise NetcError("the gradient of cross_entropy needs a known number of classes", d.node.span, code="grad")
+    onehot = d.apply("onehot", labels, classes=logits.shape[1], dtype=logits.dtype)
+    return (d.apply("softmax", logits, axis=1) - onehot) * (g * d.mean_factor(logits, (0,))), None
+
+
 def _mse_onnx(b, pred, target):
     difference = b.Sub(pred, target)
     return b.reduce("ReduceMean", b.Mul(difference, difference), None, keepdims=False)
@@ -448,6 +504,7 @@ MSE_LOSS = register(
         doc="mean of squared differences",
         torch=lambda t, pred, target: t.call("F.mse_loss", pred, target),
         onnx=_mse_onnx,
+        grad=_mse_grad,
     )
 )
 
@@ -475,5 +532,6 @@ CROSS_ENTROPY = register(
         doc="mean negative log-likelihood of int64 labels",
         torch=lambda t, logits, labels: t.call("F.cross_entropy", logits, labels),
         onnx=lambda b, logits, labels: b.SoftmaxCrossEntropyLoss(logits, labels, reduction="mean"),
+        grad=_cross_entropy_grad,
     )
 )

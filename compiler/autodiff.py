@@ -1,0 +1,204 @@
+"""Graph -> Graph: the backward graph, by reverse-mode differentiation over the graph IR.
+
+Requires: an elaborated, pruned graph (verified).
+Ensures: one graph holding the training forward (`training_forward`: ops with a `train`
+rule, such as batchnorm and dropout, rewritten into primitives) and, after it, the
+backward nodes, named `grad.<forward node>.<op>_k`, each recording the span of the
+forward node it differentiates. Its inputs are the forward inputs, dropout masks
+(`<node>.mask`) and a seed per non-scalar output (`seed.<output>`; a scalar output, a loss,
+is seeded with the constant 1). Its outputs are the forward outputs, the updated running
+statistics (`<buffer>.next`), then `grad.<parameter>` for every parameter the outputs
+depend on and `grad.<input>` for every float input they depend on.
+
+The engine, not the rules, sums the gradients of a value used several times (every skip
+edge) and un-broadcasts (`sum_to` over the axes broadcasting made). Rules live in the
+registry entries: `grad(d, g, y, *inputs, **attrs)` returns a gradient (or None) per
+input, built with `d` (a `Rules`), and gives parameters theirs with `d.param_grad`.
+Gradients of values that reach no output, or that depend on no parameter or float input,
+are not computed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from netc.dsl.diagnostics import NetcError
+
+from .builder import Builder, V
+from .ir import FLOAT_DTYPES, Graph, Node, TensorType, Value
+from .ops import REGISTRY, NoGrad
+from .ops.internal import static_count
+
+
+class Rules:
+    """What train and grad rules build with: `d.apply(op, ...)`, `d.param(local)`, and
+    helpers for the shapes rules keep needing."""
+
+    def __init__(self, builder: Builder, node: Node, graph: Graph):
+        self.b, self.node, self.graph = builder, node, graph
+        self.param_grads: dict[str, V] = {}
+        self.extra_inputs: list[str] = []
+        self.extra_outputs: list[tuple[str, V]] = []
+
+    def apply(self, op: str, *inputs, **attrs):
+        return self.b.apply(op, *inputs, **attrs)
+
+    def param(self, local: str) -> V:
+        """The node's parameter or buffer `local` as a value (one `param` node per name)."""
+        name = f"{self.node.name}.{local}"
+        if name not in self.graph.g:
+            t = self.node.params.get(local) or self.node.buffers[local]
+            self.b.make("param", [], {"owner": self.node.name, "local": local, "type": t}, name, span=self.node.span,
+                        scope=self.node.scope, call_sites=self.node.call_sites)  # fmt: skip
+        return V(self.b, Value(name))
+
+    def param_grad(self, local: str, value: V) -> None:
+        self.param_grads[local] = value
+
+    def input(self, suffix: str, t: TensorType) -> V:
+        """A new graph input named `<node>.<suffix>` (a dropout mask)."""
+        name = f"{self.node.name}.{suffix}"
+        self.b.make("input", [], {"type": t}, name, span=self.node.span, scope=self.node.scope)
+        self.extra_inputs.append(name)
+        return V(self.b, Value(name))
+
+    def output(self, suffix: str, value: V) -> None:
+        """A new graph output named `<node>.<suffix>` (a running statistic's next value)."""
+        self.extra_outputs.append((f"{self.node.name}.{suffix}", value))
+
+    # -- shape helpers
+    def count(self, x: V, axes) -> V | float:
+        """The number of elements over axes: a number where the sizes are known."""
+        n = static_count(x.shape, axes)
+        return float(n) if n is not None else self.apply("count", x, axes=tuple(axes), dtype=x.dtype)
+
+    def mean_factor(self, x: V, axes) -> V | float:
+        return 1.0 / self.count(x, axes)
+
+    def transpose(self, x: V) -> V:
+        """Swaps the last two axes."""
+        order = list(range(x.rank))
+        order[-2:] = order[-1], order[-2]
+        return self.apply("permute", x, dims=tuple(order))
+
+
+def training_forward(graph: Graph) -> tuple[Graph, list[str], list[tuple[str, Value]]]:
+    """Graph -> Graph: the training forward. Each node whose op has a `train` rule is
+    replaced by the primitives the rule builds; all others are copied.
+
+    Returns the new graph, the inputs it added (dropout masks) and the outputs it added
+    (running statistics' next values), which are not yet among the graph's outputs."""
+    new = Graph(graph.name, instances=dict(graph.instances), instance_args=dict(graph.instance_args))
+    b = Builder(new)
+    mapping: dict[Value, Value] = {}
+    extra_inputs: list[str] = []
+    extra_outputs: list[tuple[str, Value]] = []
+    for node in graph.nodes():
+        inputs = tuple(mapping[v] for v in node.inputs)
+        rule = REGISTRY[node.op].train
+        if rule is None:
+            new.add(replace(node, inputs=inputs))
+            mapping.update({Value(node.name, i): Value(node.name, i) for i in range(len(node.outputs))})
+            if node.op == "input":
+                new.inputs.append(node.name)
+            continue
+        b.origin = node
+        d = Rules(b, node, new)
+        result = rule(d, *(V(b, v) for v in inputs), **node.attrs)
+        mapping[Value(node.name)] = result.value
+        extra_inputs += d.extra_inputs
+        extra_outputs += [(name, v.value) for name, v in d.extra_outputs]
+    new.inputs += extra_inputs
+    new.outputs = [(name, mapping[v]) for name, v in graph.outputs]
+    return new, extra_inputs, extra_outputs
+
+
+def backward_graph(graph: Graph) -> Graph:
+    """The training forward and its backward graph in one graph (see the module docstring)."""
+    g, _, next_outputs = training_forward(graph)
+    forward_nodes = g.nodes()
+    b = Builder(g)
+    b.prefix = "grad."
+    needs = _needs_grad(g)
+    grads: dict[Value, V] = {}
+
+    def add(value: Value, gradient: V):
+        grads[value] = grads[value] + gradient if value in grads else gradient
+
+    seeds = []
+    for name, value in g.outputs:
+        t = g.type_of(value)
+        if t.dtype not in FLOAT_DTYPES or value.node not in needs:
+            continue
+        if t.rank == 0:
+            b.origin = g.node(value.node)
+            add(value, b.constant(1.0, t.dtype))
+        else:
+            seed = f"seed.{name}"
+            b.make("input", [], {"type": t}, seed)
+            seeds.append(seed)
+            add(value, V(b, Value(seed)))
+    param_grads: dict[str, V] = {}
+    for node in reversed(forward_nodes):
+        if node.name not in needs:
+            continue
+        outs = [grads.get(Value(node.name, i)) for i in range(len(node.outputs))]
+        if all(o is None for o in outs):
+            continue
+        if node.op == "param":
+            param_grads[node.name] = outs[0]
+            continue
+        if node.op == "input":
+            continue
+        rule = REGISTRY[node.op].grad
+        if rule is None or isinstance(rule, NoGrad):
+            why = rule.reason if isinstance(rule, NoGrad) else "it has no gradient rule"
+            raise NetcError(f"cannot derive the gradient of {node.op} (`{node.name}`): {why}", node.span, code="grad")
+        b.origin = node
+        d = Rules(b, node, g)
+        ys = [V(b, Value(node.name, i)) for i in range(len(node.outputs))]
+        if len(ys) > 1:
+            outs = [o if o is not None else d.apply("zeros_like", y) for o, y in zip(outs, ys)]
+            result = rule(d, tuple(outs), tuple(ys), *(V(b, v) for v in node.inputs), **node.attrs)
+        else:
+            result = rule(d, outs[0], ys[0], *(V(b, v) for v in node.inputs), **node.attrs)
+        result = result if isinstance(result, (tuple, list)) else (result,)
+        for x, gx in zip(node.inputs, result):
+            if gx is None or x.node not in needs or g.type_of(x).dtype not in FLOAT_DTYPES:
+                continue
+            if tuple(gx.shape) != tuple(g.type_of(x).shape):  # broadcasting made gx larger
+                gx = d.apply("sum_to", gx, V(b, x))
+            add(x, gx)
+        for local, gw in d.param_grads.items():
+            name = f"{node.name}.{local}"
+            param_grads[name] = param_grads[name] + gw if name in param_grads else gw
+    g.inputs += seeds
+    g.outputs += next_outputs
+    for node in graph.nodes():  # the parameters in state_dict order
+        for local in node.params:
+            name = f"{node.name}.{local}"
+            if name in param_grads:
+                g.outputs.append((f"grad.{name}", param_grads[name].value))
+    for name in graph.inputs:
+        if Value(name) in grads:
+            g.outputs.append((f"grad.{name}", grads[Value(name)].value))
+    return g
+
+
+def _needs_grad(g: Graph) -> set[str]:
+    """Nodes on a path from a differentiable leaf (a float input, a parameter, a layer
+    with parameters) to an output."""
+    depends: set[str] = set()
+    for node in g.nodes():
+        leaf = (node.op in ("input", "param") and node.outputs[0].dtype in FLOAT_DTYPES) or bool(node.params)
+        if leaf or any(v.node in depends for v in node.inputs):
+            depends.add(node.name)
+    reach: set[str] = set()
+    pending = [v.node for _, v in g.outputs]
+    while pending:
+        name = pending.pop()
+        if name in reach:
+            continue
+        reach.add(name)
+        pending.extend(v.node for v in g.node(name).inputs)
+    return depends & reach

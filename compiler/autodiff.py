@@ -47,9 +47,10 @@ class Rules:
         """The node's parameter or buffer `local` as a value (one `param` node per name)."""
         name = f"{self.node.name}.{local}"
         if name not in self.graph.g:
-            t = self.node.params.get(local) or self.node.buffers[local]
-            self.b.make("param", [], {"owner": self.node.name, "local": local, "type": t}, name, span=self.node.span,
-                        scope=self.node.scope, call_sites=self.node.call_sites)  # fmt: skip
+            buffer = local not in self.node.params
+            t = self.node.buffers[local] if buffer else self.node.params[local]
+            attrs = {"owner": self.node.name, "local": local, "type": t, "buffer": buffer}
+            self.b.make("param", [], attrs, name, span=self.node.span, scope=self.node.scope)
         return V(self.b, Value(name))
 
     def param_grad(self, local: str, value: V) -> None:
@@ -182,6 +183,20 @@ def backward_graph(graph: Graph) -> Graph:
     for name in graph.inputs:
         if Value(name) in grads:
             g.outputs.append((f"grad.{name}", grads[Value(name)].value))
+    return _without_dead_nodes(g)
+
+
+def _without_dead_nodes(g: Graph) -> Graph:
+    """Rules build a gradient for every input; those no output reads (a dropout mask's, a
+    constant's) are dropped here rather than in every rule."""
+    live: set[str] = set()
+    pending = [v.node for _, v in g.outputs]
+    while pending:
+        name = pending.pop()
+        if name not in live:
+            live.add(name)
+            pending.extend(v.node for v in g.node(name).inputs)
+    g.g.remove_nodes_from([n.name for n in g.nodes() if n.name not in live and n.op != "input"])
     return g
 
 

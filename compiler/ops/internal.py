@@ -44,11 +44,11 @@ def _any(value):
 PARAM = register(
     OpDef(
         "param",
-        (Arg("owner", _any), Arg("local", _any), Arg("type", _any)),
+        (Arg("owner", _any), Arg("local", _any), Arg("type", _any), Arg("buffer", _any, False)),
         lambda inputs, attrs: [attrs["type"]],
         "source",
-        torch=lambda t, *, owner, local, type: t.parameter(f"{owner}.{local}"),
-        onnx=lambda b, *, owner, local, type: b.parameter(f"{owner}.{local}"),
+        torch=lambda t, *, owner, local, type, buffer: t.parameter(f"{owner}.{local}", buffer),
+        onnx=lambda b, *, owner, local, type, buffer: b.parameter(f"{owner}.{local}"),
         hidden=True,
     )
 )
@@ -149,7 +149,8 @@ def _same(inputs, attrs):
 
 def _mask_torch(t, x, *, low, high):
     parts = ([f"({x} > {low!r})"] if low is not None else []) + ([f"({x} < {high!r})"] if high is not None else [])
-    return t.call(f"({' & '.join(parts)}).to", t.code(f"{x}.dtype"))
+    test = parts[0] if len(parts) == 1 else f"({' & '.join(parts)})"
+    return t.call(f"{test}.to", t.code(f"{x}.dtype"))
 
 
 def _mask_onnx(b, x, *, low, high):

@@ -107,7 +107,6 @@ class _Flat:
             self.body.append(
                 f"{', '.join(targets)}{',' if len(targets) == 1 and len(node.outputs) > 1 else ''} = {expression}"
             )
-        result = ", ".join(f"{py(name)}: {self.env[v]}" for name, v in g.outputs)
         hoisted = [line for _, line in self.hoisted.values()]
         doc = [
             f'"""Network `{_safe(g.name)}`: its outputs and gradients, with explicit torch ops.',
@@ -123,7 +122,9 @@ class _Flat:
         lines.append("    with torch.no_grad():")
         for line in self.body:
             lines += _fit("        ", line, "")
-        lines += _fit("        ", f"return {{{result}}}", "")
+        lines.append("        return {")
+        lines += [f"            {py(name)}: {self.env[v]}," for name, v in g.outputs]
+        lines.append("        }")
         return "\n".join(lines) + "\n"
 
 

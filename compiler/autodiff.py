@@ -164,6 +164,8 @@ def backward_graph(graph: Graph) -> Graph:
         else:
             result = rule(d, outs[0], ys[0], *(V(b, v) for v in node.inputs), **node.attrs)
         result = result if isinstance(result, (tuple, list)) else (result,)
+        if REGISTRY[node.op].factor and result[0] is not None and g.node(result[0].value.node).op == "mul":
+            g.factors[result[0].value.node] = REGISTRY[node.op].factor
         for x, gx in zip(node.inputs, result):
             if gx is None or x.node not in needs or g.type_of(x).dtype not in FLOAT_DTYPES:
                 continue
@@ -184,6 +186,39 @@ def backward_graph(graph: Graph) -> Graph:
         if Value(name) in grads:
             g.outputs.append((f"grad.{name}", grads[Value(name)].value))
     return _without_dead_nodes(g)
+
+
+def attach_loss(graph: Graph, loss: str = "cross_entropy") -> Graph:
+    """Graph -> Graph: the network with a loss on its outputs, for training and checking.
+
+    Each output takes `cross_entropy` against new int64 labels `<output>_labels` where it is
+    `[N, K]` and `loss` is "cross_entropy", else `mse_loss` against a new input `<output>_target`
+    of its type; the only output is `loss`, the sum of them."""
+    new = Graph(
+        graph.name,
+        graph.g.copy(),
+        list(graph.inputs),
+        [],
+        dict(graph.instances),
+        dict(graph.instance_args),
+    )
+    b = Builder(new)
+    total = None
+    for name, value in graph.outputs:
+        t = new.type_of(value)
+        if t.dtype not in FLOAT_DTYPES:
+            continue
+        b.origin = new.node(value.node)
+        if loss == "cross_entropy" and t.rank == 2:
+            target = b.make("input", [], {"type": TensorType(t.shape[:1], "int64")}, f"{name}_labels")
+            term = b.apply("cross_entropy", V(b, value), V(b, Value(target.name)))
+        else:
+            target = b.make("input", [], {"type": t}, f"{name}_target")
+            term = b.apply("mse_loss", V(b, value), V(b, Value(target.name)))
+        new.inputs.append(target.name)
+        total = term if total is None else total + term
+    new.outputs = [("loss", total.value)]
+    return new
 
 
 def _without_dead_nodes(g: Graph) -> Graph:

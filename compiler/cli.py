@@ -50,9 +50,20 @@ def _parser() -> argparse.ArgumentParser:
     onnx_options.add_argument("--weights", help="a state_dict (.pt), .safetensors or .npz file of the weights")
     onnx_options.add_argument("--seed", type=int, help="the seed of the initial weights when --weights is not given")
     onnx_options.add_argument("--no-optimize", action="store_true", help="skip batchnorm folding and constant folding")
+    compile_.add_argument(
+        "--backward",
+        action="store_true",
+        help="emit the training model: outputs and every gradient (ONNX), or a `backward` function (torch)",
+    )
+    compile_.add_argument(
+        "--loss",
+        choices=["cross_entropy", "mse"],
+        help="with --backward: attach this loss to the outputs (labels or targets become inputs)",
+    )
     compile_.add_argument("--max-nodes", type=_positive, default=1_000_000, help=argparse.SUPPRESS)
     compile_.add_argument("--max-depth", type=_positive, default=64, help=argparse.SUPPRESS)
     compile_.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    _grad_parser(commands)
     return parser
 
 
@@ -97,6 +108,11 @@ def main(argv=None) -> int:
         return EXIT_EXTRA
     if isinstance(exc, KeyboardInterrupt):
         return 130
+    if isinstance(exc, BrokenPipeError):  # the reader stopped early (`netc check --json | head`)
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return EXIT_OK
     if args.debug:
         import traceback
 
@@ -110,7 +126,40 @@ def main(argv=None) -> int:
     return EXIT_INTERNAL
 
 
+def _grad_parser(commands) -> None:
+    grad = commands.add_parser("grad", help="derive the backward graph of a spec; summarize it")
+    grad.add_argument("file", help="the .net file")
+    grad.add_argument("--network", help="the network, where the file defines several")
+    grad.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    grad.add_argument("--dump-ir", action="store_true", help="print the backward graph's IR with spec lines")
+    grad.add_argument("--max-nodes", type=_positive, default=1_000_000, help=argparse.SUPPRESS)
+    grad.add_argument("--max-depth", type=_positive, default=64, help=argparse.SUPPRESS)
+    grad.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
+
+def _grad(args) -> int:
+    from .api import compile_file
+    from .grad_report import grad_report, print_report
+
+    try:
+        compiled = compile_file(args.file, args.network, max_nodes=args.max_nodes, max_depth=args.max_depth)
+        report, backward = grad_report(compiled.graph)
+    except NetcError as exc:
+        return _report_errors(exc, args.json)
+    if args.json:
+        print(json.dumps(report))
+    elif args.dump_ir:
+        from .printer import print_graph
+
+        sys.stdout.write(print_graph(backward))
+    else:
+        sys.stdout.write(print_report(report))
+    return EXIT_OK
+
+
 def _dispatch(args) -> int:
+    if args.command == "grad":
+        return _grad(args)
     if args.command == "check":
         return _check(args)
     if args.command == "compile":
@@ -142,7 +191,24 @@ def _onnx_model(compiled, args):
         check_opset(opset)
     except OpsetError as exc:
         raise UsageError(str(exc)) from None
+    if args.backward:
+        if args.weights is not None or args.seed is not None:
+            raise UsageError("a training model (--backward) takes its weights as inputs: drop --weights and --seed")
+        return compiled.onnx_model(opset, backward=True, loss=args.loss)
     return compiled.onnx_model(opset, args.weights, args.seed or 0, optimize=not args.no_optimize)
+
+
+def _torch_source(compiled, args) -> str:
+    if args.backward:
+        from netc.backends.torch_backward import torch_source_with_backward
+
+        graph = compiled.graph
+        if args.loss:
+            from .autodiff import attach_loss
+
+            graph = attach_loss(graph, args.loss)
+        return torch_source_with_backward(graph, compiled.file)
+    return compiled.torch_source()
 
 
 def _onnx_dump(model) -> bytes:
@@ -155,7 +221,7 @@ def _onnx_dump(model) -> bytes:
 
 TARGETS = {
     "torch": Target(
-        build=lambda compiled, args: compiled.torch_source(),
+        build=_torch_source,
         write=lambda source, path: [atomic_write(path, source.encode())],
         dump=lambda source: source.encode(),
         binary=False,
@@ -176,6 +242,9 @@ def _compile(args) -> int:
             flag = "--" + other.replace("_", "-")
             print(f"netc: error: {flag} does not apply to --target {args.target}", file=sys.stderr)
             return EXIT_USAGE
+    if args.loss and not args.backward:
+        print("netc: error: --loss goes with --backward", file=sys.stderr)
+        return EXIT_USAGE
     if target.binary and args.output is None and sys.stdout.isatty():
         print(f"netc: error: --target {args.target} makes a binary file: give -o FILE", file=sys.stderr)
         return EXIT_USAGE

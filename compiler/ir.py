@@ -76,6 +76,12 @@ class Graph:
     outputs: list[tuple[str, Value]] = field(default_factory=list)  # (output name, value)
     instances: dict[tuple[str, ...], str] = field(default_factory=dict)  # block instance path -> block
     instance_args: dict[tuple[str, ...], dict] = field(default_factory=dict)  # path -> {Value: parameter}
+    # How the spec wrote nodes and block calls (compiler/symbolic.py), for backends that
+    # write code in the spec's terms: node name -> Provenance, instance path -> Call.
+    provenance: dict[str, object] = field(default_factory=dict)
+    calls: dict[tuple[str, ...], object] = field(default_factory=dict)
+    # In a backward graph: the element-wise product steps (`g * factor`), node -> the factor's text
+    factors: dict[str, str] = field(default_factory=dict)
 
     def add(self, node: Node) -> Node:
         if node.name in self.g:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from onnx import shape_inference
-
 from netc.compiler.dims import to_json
+from onnx import shape_inference
 
 
 def check_model(model: onnx.ModelProto, graph=None) -> None:

@@ -14,6 +14,7 @@ _SQRT_HALF, _INV_SQRT_2PI = 1 / math.sqrt(2), 1 / math.sqrt(2 * math.pi)
 # Each rule's math lives in LANGUAGE.md's table; gradients are added by the autodiff stage.
 RELU = unary(
     "relu",
+    factor="1 where x > 0, else 0",
     doc="max(0, x)",
     torch=lambda t, x: t.call("F.relu", x, inplace=True) if t.inplace(0) else t.call("F.relu", x),
     onnx="Relu",
@@ -21,6 +22,7 @@ RELU = unary(
 )
 RELU6 = unary(
     "relu6",
+    factor="1 where 0 < x < 6, else 0",
     doc="min(max(0, x), 6)",
     torch="F.relu6",
     onnx=lambda b, x: b.Clip(x, b.scalar(0.0, x.dtype), b.scalar(6.0, x.dtype)),
@@ -29,6 +31,7 @@ RELU6 = unary(
 LEAKY_RELU = unary(
     "leaky_relu",
     Arg("slope", float_arg(), 0.01),
+    factor="1 or slope",
     doc="x if x > 0 else slope * x",
     torch=lambda t, x, *, slope: t.call("F.leaky_relu", x, negative_slope=t.opt(slope, 0.01)),
     onnx=lambda b, x, *, slope: b.LeakyRelu(x, alpha=slope),
@@ -37,6 +40,7 @@ LEAKY_RELU = unary(
 ELU = unary(
     "elu",
     Arg("alpha", float_arg(), 1.0),
+    factor="1 or f(x) + alpha",
     doc="x if x > 0 else alpha * (exp(x) - 1)",
     torch=lambda t, x, *, alpha: t.call("F.elu", x, alpha=t.opt(alpha, 1.0)),
     onnx=lambda b, x, *, alpha: b.Elu(x, alpha=alpha),
@@ -44,14 +48,23 @@ ELU = unary(
 )
 SIGMOID = unary(
     "sigmoid",
+    factor="σ(x)(1 − σ(x))",
     doc="1 / (1 + exp(-x))",
     torch="torch.sigmoid",
     onnx="Sigmoid",
     grad=lambda d, g, y, x: g * (y * (1 - y)),  # f(x)(1 - f(x))
 )
-TANH = unary("tanh", doc="tanh(x)", torch="torch.tanh", onnx="Tanh", grad=lambda d, g, y, x: g * (1 - y * y))
+TANH = unary(
+    "tanh",
+    factor="1 − tanh²(x)",
+    doc="tanh(x)",
+    torch="torch.tanh",
+    onnx="Tanh",
+    grad=lambda d, g, y, x: g * (1 - y * y),
+)
 SOFTPLUS = unary(
     "softplus",
+    factor="σ(x)",
     doc="log(1 + exp(x))",
     torch="F.softplus",
     onnx="Softplus",
@@ -83,13 +96,28 @@ def _either(mask, a, b):
     return mask * (a - b) + b
 
 
-GELU = unary("gelu", doc="x * Phi(x), the erf form", torch="F.gelu", onnx=_gelu_onnx, grad=_gelu_grad)
-SILU = unary("silu", doc="x * sigmoid(x)", torch="F.silu", onnx=lambda b, x: b.Mul(x, b.Sigmoid(x)), grad=_silu_grad)
-EXP = unary("exp", doc="exp(x)", torch="torch.exp", onnx="Exp", grad=lambda d, g, y, x: g * y)
-LOG = unary("log", doc="log(x)", torch="torch.log", onnx="Log", grad=lambda d, g, y, x: g * (1 / x))
-SQRT = unary("sqrt", doc="sqrt(x)", torch="torch.sqrt", onnx="Sqrt", grad=lambda d, g, y, x: g * (1 / (2 * y)))
-ABS = unary("abs", doc="|x|", torch="torch.abs", onnx="Abs", grad=lambda d, g, y, x: g * d.apply("sign", x))
-IDENTITY = unary("identity", dtypes=DTYPES, doc="x", torch=lambda t, x: x, onnx="Identity", grad=lambda d, g, y, x: g)
+GELU = unary(
+    "gelu", factor="Φ(x) + x·φ(x)", doc="x * Phi(x), the erf form", torch="F.gelu", onnx=_gelu_onnx, grad=_gelu_grad
+)
+SILU = unary(
+    "silu",
+    factor="s + x·s(1 − s), s = σ(x)",
+    doc="x * sigmoid(x)",
+    torch="F.silu",
+    onnx=lambda b, x: b.Mul(x, b.Sigmoid(x)),
+    grad=_silu_grad,
+)
+EXP = unary("exp", factor="eˣ", doc="exp(x)", torch="torch.exp", onnx="Exp", grad=lambda d, g, y, x: g * y)
+LOG = unary("log", factor="1/x", doc="log(x)", torch="torch.log", onnx="Log", grad=lambda d, g, y, x: g * (1 / x))
+SQRT = unary(
+    "sqrt", factor="1/(2√x)", doc="sqrt(x)", torch="torch.sqrt", onnx="Sqrt", grad=lambda d, g, y, x: g * (1 / (2 * y))
+)
+ABS = unary(
+    "abs", factor="sign(x)", doc="|x|", torch="torch.abs", onnx="Abs", grad=lambda d, g, y, x: g * d.apply("sign", x)
+)
+IDENTITY = unary(
+    "identity", factor="1", dtypes=DTYPES, doc="x", torch=lambda t, x: x, onnx="Identity", grad=lambda d, g, y, x: g
+)
 DROPOUT = unary(
     "dropout",
     Arg("p", float_arg(minimum=0.0, below=1.0), 0.5),

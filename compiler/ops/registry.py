@@ -80,6 +80,7 @@ class OpDef:
     # batch statistics, dropout's mask), as primitives: `(d, *inputs, **attrs) -> output`.
     train: Callable | None = None
     hidden: bool = False  # internal to the compiler (the backward graph's ops): specs cannot call it
+    factor: str = ""  # an element-wise function's gradient factor, as LANGUAGE.md writes it
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,162 @@
+"""The backward graph on whole networks: every example with a loss attached, trained a few
+SGD steps through onnxruntime against PyTorch, and `netc grad` / `--backward` on the CLI.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+from types import SimpleNamespace
+
+import numpy as np
+import onnx
+import pytest
+from conftest import ROOT, run_netc
+
+torch = pytest.importorskip("torch")
+
+from grad_checks import compare, onnx_gradients  # noqa: E402
+from netc.compiler import compile_file, compile_string  # noqa: E402
+from netc.compiler.autodiff import attach_loss, backward_graph  # noqa: E402
+from netc.compiler.verify import verify  # noqa: E402
+
+EXAMPLES = sorted((ROOT / "examples").glob("*.net")) + [ROOT / "tests" / "specs" / "symbolic_vision.net"]
+SLOW = {"vgg16.net", "wide_resnet50_2.net", "unet.net", "resnext50_32x4d.net", "resnet50.net", "densenet121.net"}
+SIZES = {"T": 5, "H": 16, "W": 12, "observations": 6, "B": 3, "N": 3}
+
+
+def _example(path):
+    return pytest.param(path, id=path.name, marks=[pytest.mark.slow] if path.name in SLOW else [])
+
+
+@pytest.mark.parametrize("path", [_example(p) for p in EXAMPLES])
+def test_example_gradients_with_a_loss_equal_autograd(path):
+    """cross_entropy on [N, K] outputs, mse_loss on the others; batchnorm in training mode
+    (batch statistics, and the updated running statistics equal torch's)."""
+    compiled = compile_file(path)
+    graph = attach_loss(compiled.graph, "cross_entropy")
+    verify(backward_graph(graph))
+    module = compiled.torch().train()
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for key, value in module.state_dict().items():
+            if key.endswith("running_var"):
+                value.copy_(torch.rand(value.shape, generator=generator) + 0.5)
+            elif key.endswith("running_mean"):
+                value.copy_(torch.rand(value.shape, generator=generator) - 0.5)
+    feeds, tensors = {}, []
+    for name in compiled.graph.inputs:
+        t = compiled.graph.node(name).outputs[0]
+        shape = [d if isinstance(d, int) else SIZES[d.text()] for d in t.shape]
+        value = torch.randint(0, 2, shape) if t.dtype == "int64" else torch.randn(shape, generator=generator)
+        feeds[name], tensors = value.numpy(), tensors + [value]
+    reference = copy.deepcopy(module)
+    tensors = [t.requires_grad_() if t.is_floating_point() else t for t in tensors]
+    outputs = reference(*tensors)
+    outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+    loss = 0
+    for (name, _), out in zip(compiled.graph.outputs, outputs):
+        if out.dim() == 2:
+            labels = torch.randint(0, out.shape[1], out.shape[:1], generator=generator)
+            feeds[f"{name}_labels"] = labels.numpy()
+            loss = loss + torch.nn.functional.cross_entropy(out, labels)
+        else:
+            target = torch.randn(out.shape, generator=generator)
+            feeds[f"{name}_target"] = target.numpy()
+            loss = loss + torch.nn.functional.mse_loss(out, target)
+    params = dict(reference.named_parameters())
+    wrt = list(params.values()) + [t for t in tensors if t.requires_grad]
+    grads = torch.autograd.grad(loss, wrt)
+    want = {"loss": loss.detach().numpy()}
+    names = [f"grad.{k}" for k in params] + [
+        f"grad.{n}" for n, t in zip(compiled.graph.inputs, tensors) if t.is_floating_point()
+    ]
+    want.update({n: g.numpy() for n, g in zip(names, grads)})
+    want.update({f"{k}.next": v.numpy() for k, v in reference.state_dict().items() if k.endswith(("_mean", "_var"))})
+
+    got = onnx_gradients(SimpleNamespace(graph=graph), module, feeds)  # the graph with its loss
+    compare(got, want, 1e-4, 1e-5, path.name)
+
+
+def test_onnxruntime_training_follows_pytorch_step_by_step():
+    """examples/train_onnxruntime.py and the same SGD in PyTorch, from the same weights on the
+    same batches: the losses agree step by step within 1e-4, and fall."""
+    sys.path.insert(0, str(ROOT / "examples"))
+    try:
+        import train_onnxruntime as example
+    finally:
+        sys.path.pop(0)
+    trainer = example.Trainer(seed=0)
+    module = trainer.compiled.torch().train()
+    module.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in trainer.parameters.items()})
+    optimizer = torch.optim.SGD(module.parameters(), lr=0.05)
+    inputs, labels = example.synthetic_data(2048, 0)
+    ours, theirs = [], []
+    for index in example.batches(2048, 32, 20, 0):
+        ours.append(trainer.step(inputs[index], labels[index], 0.05))
+        loss = torch.nn.functional.cross_entropy(
+            module(torch.from_numpy(inputs[index])), torch.from_numpy(labels[index])
+        )
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        theirs.append(loss.item())
+    np.testing.assert_allclose(ours, theirs, atol=1e-4, rtol=0)
+    assert ours[-1] < ours[0] - 0.05
+
+
+def test_train_onnxruntime_runs_from_the_command_line():
+    import subprocess
+
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "train_onnxruntime.py"), "--steps", "5", "--batch", "8"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "last loss:" in proc.stdout
+
+
+def test_grad_command_summarizes_the_backward_graph():
+    proc = run_netc("grad", "--json", ROOT / "examples" / "residual_mlp.net")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["elementwise_products"]["by_function"]["relu"] == {"factor": "1 where x > 0, else 0", "count": 7}
+    assert len(report["parameters"]) == 16 and report["inputs"] == ["pixels"]
+    assert report["seeds"] == ["seed.logits"]
+    text = run_netc("grad", ROOT / "examples" / "residual_mlp.net").stdout
+    assert "relu" in text and "1 where x > 0" in text
+    ir = run_netc("grad", "--dump-ir", ROOT / "examples" / "residual_mlp.net").stdout
+    assert "%grad.relu_0.mul_0" in ir and "residual_mlp.net:" in ir
+
+
+def test_every_backward_node_records_the_forward_line():
+    graph = backward_graph(compile_file(ROOT / "examples" / "transformer.net").graph)
+    backward = [n for n in graph.nodes() if n.name.startswith("grad.") and n.op != "input"]
+    assert backward and all(n.span is not None for n in backward)
+
+
+def test_gradients_reach_only_what_depends_on_parameters():
+    spec = "network t(x: [N, 4], ids: int64[N]) {\n  unused = x * 2.0\n  return x -> linear(3), ids\n}\n"
+    graph = backward_graph(compile_string(spec).graph)
+    names = [name for name, _ in graph.outputs]
+    assert names == ["output_0", "ids", "grad.linear_0.weight", "grad.linear_0.bias", "grad.x"]
+
+
+def test_compile_backward_to_onnx_and_torch(tmp_path):
+    out = tmp_path / "g.onnx"
+    proc = run_netc("compile", ROOT / "examples" / "residual_mlp.net", "--target", "onnx", "--backward", "--loss",
+                    "cross_entropy", "-o", out)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    model = onnx.load(out)
+    onnx.checker.check_model(model, full_check=True)
+    inputs = [i.name for i in model.graph.input]
+    assert inputs[:2] == ["pixels", "logits_labels"] and "linear_0.weight" in inputs
+    assert {o.name for o in model.graph.output} >= {"loss", "grad.linear_0.weight", "grad.pixels"}
+    assert not model.graph.initializer
+    source = run_netc("compile", ROOT / "examples" / "residual_mlp.net", "--target", "torch", "--backward").stdout
+    compile(source, "backward.py", "exec")
+    assert "def backward(model, pixels, seed_logits):" in source and ".backward(" not in source
+    bad = run_netc("compile", ROOT / "examples" / "dqn.net", "--target", "onnx", "--backward", "--seed", "1", "-o", out)
+    assert bad.returncode == 2

@@ -30,6 +30,7 @@ import numpy as np
 import onnx
 from netc.compiler import dims as D
 from netc.compiler.analysis import symbol_source
+from netc.compiler.builder import gc_paused
 from netc.compiler.files import atomic_open
 from netc.compiler.ir import Graph, Node, TensorType, Value
 from netc.compiler.ops import REGISTRY
@@ -455,7 +456,8 @@ def emit(graph: Graph, weights: dict, opset: int = DEFAULT_OPSET, optimize: bool
     """The inference model of a graph with the given weights (name -> numpy array)."""
     check_opset(opset)
     emitter = OnnxEmitter(graph, weights, opset)
-    model = OnnxModel(_model(emitter.graph_proto(), opset), emitter.initializers)
+    with gc_paused():
+        model = OnnxModel(_model(emitter.graph_proto(), opset), emitter.initializers)
     if optimize:
         from .onnx_optimize import optimize as run_passes
 
@@ -482,7 +484,8 @@ def emit_backward(graph: Graph, opset: int = DEFAULT_OPSET) -> OnnxModel:
         if local != "num_batches_tracked"  # torch counts steps; nothing computes with it
     }
     emitter = OnnxEmitter(backward_graph(graph), {}, opset, parameters)
-    return OnnxModel(_model(emitter.graph_proto(), opset), {})
+    with gc_paused():
+        return OnnxModel(_model(emitter.graph_proto(), opset), {})
 
 
 def _header(name: str, array: np.ndarray) -> TensorProto:

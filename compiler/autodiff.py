@@ -24,7 +24,7 @@ from dataclasses import replace
 
 from netc.dsl.diagnostics import NetcError
 
-from .builder import Builder, V
+from .builder import Builder, V, gc_paused
 from .ir import FLOAT_DTYPES, Graph, Node, TensorType, Value
 from .ops import REGISTRY, NoGrad
 from .ops.internal import static_count
@@ -116,6 +116,11 @@ def training_forward(graph: Graph) -> tuple[Graph, list[str], list[tuple[str, Va
 
 def backward_graph(graph: Graph) -> Graph:
     """The training forward and its backward graph in one graph (see the module docstring)."""
+    with gc_paused():
+        return _backward_graph(graph)
+
+
+def _backward_graph(graph: Graph) -> Graph:
     g, _, next_outputs = training_forward(graph)
     forward_nodes = g.nodes()
     b = Builder(g)
@@ -203,6 +208,7 @@ def attach_loss(graph: Graph, loss: str = "cross_entropy") -> Graph:
         dict(graph.instance_args),
     )
     b = Builder(new)
+    b.prefix, b.scope = "loss.", ()  # the network's own nodes, named apart from later passes' ones
     total = None
     for name, value in graph.outputs:
         t = new.type_of(value)

@@ -11,7 +11,9 @@ that a rule reads as math: `g * (1 - y * y)`.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Sequence
+from contextlib import contextmanager
 
 from netc.dsl.diagnostics import InternalError, Span
 
@@ -20,11 +22,26 @@ from .ops import REGISTRY, OpDef
 from .ops.registry import REQUIRED
 
 
+@contextmanager
+def gc_paused():
+    """Building a graph allocates many small objects and no cycles worth collecting: with the
+    collector paused, building stays linear in the graph's size (each collection would
+    walk everything built so far)."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
+
+
 class Builder:
     def __init__(self, graph: Graph):
         self.graph = graph
         self.origin: Node | None = None  # the node whose span and scope new nodes take
         self.prefix = ""  # prepended to the names apply() makes
+        self.scope: tuple[str, ...] | None = None  # where new nodes live, if not in the origin's scope
         self._counts: dict[str, int] = {}
 
     # ------------------------------------------------------------ the core
@@ -101,8 +118,8 @@ class Builder:
             full,
             self.fresh(op),
             span=origin.span if origin else None,
-            scope=origin.scope if origin else (),
-            call_sites=origin.call_sites if origin else (),
+            scope=self.scope if self.scope is not None else origin.scope if origin else (),
+            call_sites=origin.call_sites if origin and self.scope is None else (),
         )
         results = tuple(V(self, Value(node.name, i)) for i in range(len(node.outputs)))
         return results[0] if definition.n_outputs == 1 else results

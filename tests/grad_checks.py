@@ -15,10 +15,11 @@ from netc.backends.torch import load_module
 from netc.backends.torch_backward import torch_source_with_backward
 
 
-def onnx_gradients(compiled, module, feeds: dict) -> dict:
+def onnx_gradients(graph, module, feeds: dict) -> dict:
+    """The ONNX training model of a graph run in onnxruntime, parameters from `module`."""
     import onnxruntime as ort
 
-    model = emit_backward(compiled.graph).to_proto()
+    model = emit_backward(graph).to_proto()
     options = ort.SessionOptions()
     options.intra_op_num_threads = 2
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
@@ -30,15 +31,16 @@ def onnx_gradients(compiled, module, feeds: dict) -> dict:
     return dict(zip(names, session.run(None, values)))
 
 
-def torch_gradients(compiled, module, feeds: dict) -> dict:
-    source = torch_source_with_backward(compiled.graph)
-    namespace = load_module(source, compiled.class_name).__module__
+def torch_gradients(graph, module, feeds: dict) -> dict:
+    """The emitted torch `backward` function of a graph, run on `module`."""
     import sys
 
-    backward = sys.modules[namespace].backward
+    from netc.backends.torch import network_class
     from netc.compiler.autodiff import backward_graph
 
-    order = backward_graph(compiled.graph).inputs
+    source = torch_source_with_backward(graph)
+    backward = sys.modules[load_module(source, network_class(graph.name)).__module__].backward
+    order = backward_graph(graph).inputs
     result = backward(module, *(torch.from_numpy(np.array(feeds[name])) for name in order))
     return {k: v.detach().numpy() for k, v in result.items()}
 
@@ -81,3 +83,32 @@ def compare(got: dict, want: dict, rtol: float, atol: float, what: str) -> None:
     assert not missing, f"{what}: no {missing}"
     for name, value in want.items():
         np.testing.assert_allclose(got[name], value, rtol=rtol, atol=atol, err_msg=f"{what}: {name}")
+
+
+def masks_for(compiled, generator, sizes=None):
+    """Dropout masks of the training graph, drawn as dropout draws them."""
+    masks = {}
+    for node in compiled.graph.nodes():
+        if node.op == "dropout":
+            shape = tuple(d if isinstance(d, int) else sizes[d.text()] for d in node.outputs[0].shape)
+            keep = torch.rand(shape, generator=generator) >= node.attrs["p"]
+            masks[f"{node.name}.mask"] = keep.to(torch.float32)
+    return masks
+
+
+def with_masks(compiled, module, masks):
+    """The module's training forward with the given dropout masks instead of fresh ones."""
+    masked = iter([masks[f"{n.name}.mask"] for n in compiled.graph.nodes() if n.op == "dropout"])
+    original = torch.nn.functional.dropout
+
+    def forward(*tensors):
+        def dropout(x, p=0.5, training=True, inplace=False):
+            return x * next(masked) / (1 - p) if training else x
+
+        torch.nn.functional.dropout = dropout
+        try:
+            return module(*tensors)
+        finally:
+            torch.nn.functional.dropout = original
+
+    return forward

@@ -7,7 +7,6 @@ from __future__ import annotations
 import copy
 import json
 import sys
-from types import SimpleNamespace
 
 import numpy as np
 import onnx
@@ -16,7 +15,7 @@ from conftest import ROOT, run_netc
 
 torch = pytest.importorskip("torch")
 
-from grad_checks import compare, onnx_gradients  # noqa: E402
+from grad_checks import compare, masks_for, onnx_gradients, torch_gradients, with_masks  # noqa: E402
 from netc.compiler import compile_file, compile_string  # noqa: E402
 from netc.compiler.autodiff import attach_loss, backward_graph  # noqa: E402
 from netc.compiler.verify import verify  # noqa: E402
@@ -30,10 +29,48 @@ def _example(path):
     return pytest.param(path, id=path.name, marks=[pytest.mark.slow] if path.name in SLOW else [])
 
 
+def _reference(compiled, module, tensors, masks, targets, dtype):
+    """torch.autograd on the netc module with the loss attached: the backward graph's
+    outputs (loss, running statistics' next values, every gradient), in `dtype`."""
+    reference = copy.deepcopy(module).to(dtype)
+    cast = [t.to(dtype).requires_grad_() if t.is_floating_point() else t for t in tensors]
+    outputs = with_masks(compiled, reference, {k: m.to(dtype) for k, m in masks.items()})(*cast)
+    outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+    loss = 0
+    for (name, _), out in zip(compiled.graph.outputs, outputs):
+        target = targets[name]
+        if target.dtype == torch.int64:
+            loss = loss + torch.nn.functional.cross_entropy(out, target)
+        else:
+            loss = loss + torch.nn.functional.mse_loss(out, target.to(dtype))
+    params = dict(reference.named_parameters())
+    wrt = list(params.values()) + [t for t in cast if t.requires_grad]
+    names = [f"grad.{k}" for k in params]
+    names += [f"grad.{n}" for n, t in zip(compiled.graph.inputs, cast) if t.is_floating_point()]
+    want = {"loss": loss.detach().numpy()}
+    want.update({n: g.numpy() for n, g in zip(names, torch.autograd.grad(loss, wrt))})
+    want.update({f"{k}.next": v.numpy() for k, v in reference.state_dict().items() if k.endswith(("_mean", "_var"))})
+    return want
+
+
+def _error(a, truth) -> float:
+    """The largest difference, relative to the largest magnitude of the truth."""
+    return float(np.max(np.abs(np.asarray(a, np.float64) - truth)) / (np.max(np.abs(truth)) + 1e-30))
+
+
 @pytest.mark.parametrize("path", [_example(p) for p in EXAMPLES])
 def test_example_gradients_with_a_loss_equal_autograd(path):
     """cross_entropy on [N, K] outputs, mse_loss on the others; batchnorm in training mode
-    (batch statistics, and the updated running statistics equal torch's)."""
+    (batch statistics, and the updated running statistics equal torch's).
+
+    Deep networks with batchnorm at small batches are ill-conditioned in float32: torch's
+    own float32 autograd there differs from its float64 autograd by percents (resnet18:
+    2-6% of the largest gradient), and which tensors suffer depends on the kernels. So the
+    gradients equal torch's float32 autograd within rtol 1e-4, atol 1e-5, or, where float32
+    cannot tell, the largest error against the float64 truth is within 3x torch float32's
+    own largest error there. And the derivation
+    itself is checked exactly in float64: the emitted torch `backward` function run in
+    float64 equals float64 autograd within rtol 1e-6."""
     compiled = compile_file(path)
     graph = attach_loss(compiled.graph, "cross_entropy")
     verify(backward_graph(graph))
@@ -51,32 +88,31 @@ def test_example_gradients_with_a_loss_equal_autograd(path):
         shape = [d if isinstance(d, int) else SIZES[d.text()] for d in t.shape]
         value = torch.randint(0, 2, shape) if t.dtype == "int64" else torch.randn(shape, generator=generator)
         feeds[name], tensors = value.numpy(), tensors + [value]
-    reference = copy.deepcopy(module)
-    tensors = [t.requires_grad_() if t.is_floating_point() else t for t in tensors]
-    outputs = reference(*tensors)
+    masks = masks_for(compiled, generator, SIZES)
+    feeds.update({name: m.numpy() for name, m in masks.items()})
+    with torch.no_grad():
+        outputs = copy.deepcopy(module).eval()(*tensors)
     outputs = outputs if isinstance(outputs, tuple) else (outputs,)
-    loss = 0
+    targets = {}
     for (name, _), out in zip(compiled.graph.outputs, outputs):
         if out.dim() == 2:
-            labels = torch.randint(0, out.shape[1], out.shape[:1], generator=generator)
-            feeds[f"{name}_labels"] = labels.numpy()
-            loss = loss + torch.nn.functional.cross_entropy(out, labels)
+            targets[name] = torch.randint(0, out.shape[1], out.shape[:1], generator=generator)
+            feeds[f"{name}_labels"] = targets[name].numpy()
         else:
-            target = torch.randn(out.shape, generator=generator)
-            feeds[f"{name}_target"] = target.numpy()
-            loss = loss + torch.nn.functional.mse_loss(out, target)
-    params = dict(reference.named_parameters())
-    wrt = list(params.values()) + [t for t in tensors if t.requires_grad]
-    grads = torch.autograd.grad(loss, wrt)
-    want = {"loss": loss.detach().numpy()}
-    names = [f"grad.{k}" for k in params] + [
-        f"grad.{n}" for n, t in zip(compiled.graph.inputs, tensors) if t.is_floating_point()
-    ]
-    want.update({n: g.numpy() for n, g in zip(names, grads)})
-    want.update({f"{k}.next": v.numpy() for k, v in reference.state_dict().items() if k.endswith(("_mean", "_var"))})
-
-    got = onnx_gradients(SimpleNamespace(graph=graph), module, feeds)  # the graph with its loss
-    compare(got, want, 1e-4, 1e-5, path.name)
+            targets[name] = torch.randn(out.shape, generator=generator)
+            feeds[f"{name}_target"] = targets[name].numpy()
+    want32 = _reference(compiled, module, tensors, masks, targets, torch.float32)
+    want64 = _reference(compiled, module, tensors, masks, targets, torch.float64)
+    got = onnx_gradients(graph, module, feeds)
+    assert set(want32) <= set(got), sorted(set(want32) - set(got))
+    far = {n: v for n, v in want32.items() if not np.allclose(got[n], v, rtol=1e-4, atol=1e-5)}
+    if far:  # float32 cannot tell: both must be as near the float64 truth as torch's float32 is
+        ours = max(_error(got[n], want64[n]) for n in want32)
+        torchs = max(_error(v, want64[n]) for n, v in want32.items())
+        assert ours <= max(1e-4, 3 * torchs), f"error {ours:.2e} against torch float32's {torchs:.2e}: {sorted(far)[:5]}"
+    feeds64 = {k: v.astype(np.float64) if v.dtype == np.float32 else v for k, v in feeds.items()}
+    derived = torch_gradients(graph, module.double(), feeds64)
+    compare(derived, want64, 1e-6, 1e-9, f"{path.name} in float64")
 
 
 def test_onnxruntime_training_follows_pytorch_step_by_step():

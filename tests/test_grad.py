@@ -14,7 +14,15 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from grad_checks import autograd, compare, feeds_for, onnx_gradients, torch_gradients  # noqa: E402
+from grad_checks import (  # noqa: E402
+    autograd,
+    compare,
+    feeds_for,
+    masks_for,
+    onnx_gradients,
+    torch_gradients,
+    with_masks,
+)
 from netc.compiler import compile_string  # noqa: E402
 from netc.compiler.autodiff import backward_graph  # noqa: E402
 from netc.compiler.ops import REGISTRY, NoGrad  # noqa: E402
@@ -28,35 +36,6 @@ def test_every_op_has_a_gradient_rule_or_says_why_not():
     for op in REGISTRY.values():
         if isinstance(op.grad, NoGrad):
             assert len(op.grad.reason) > 10
-
-
-def _masks(compiled, generator):
-    """Dropout masks of the training graph, drawn as dropout draws them."""
-    masks = {}
-    for node in compiled.graph.nodes():
-        if node.op == "dropout":
-            shape = tuple(node.outputs[0].shape)
-            keep = torch.rand(shape, generator=generator) >= node.attrs["p"]
-            masks[f"{node.name}.mask"] = keep.to(torch.float32)
-    return masks
-
-
-def _dropout_forward(compiled, module, masks):
-    """The module's training forward with the given dropout masks instead of fresh ones."""
-    masked = iter([masks[f"{n.name}.mask"] for n in compiled.graph.nodes() if n.op == "dropout"])
-    original = torch.nn.functional.dropout
-
-    def forward(*tensors):
-        def dropout(x, p=0.5, training=True, inplace=False):
-            return x * next(masked) / (1 - p) if training else x
-
-        torch.nn.functional.dropout = dropout
-        try:
-            return module(*tensors)
-        finally:
-            torch.nn.functional.dropout = original
-
-    return forward
 
 
 def _setup(row, seed=0):
@@ -82,7 +61,7 @@ def _setup(row, seed=0):
         for (name, _), o in zip(compiled.graph.outputs, outputs)
         if o.dim() > 0 and o.is_floating_point()
     }
-    return compiled, module, tensors, seeds, _masks(compiled, generator)
+    return compiled, module, tensors, seeds, masks_for(compiled, generator)
 
 
 @pytest.mark.parametrize("row", ROWS, ids=lambda row: row.id)
@@ -90,10 +69,10 @@ def test_derived_gradients_match_autograd(row):
     compiled, module, tensors, seeds, masks = _setup(row)
     verify(backward_graph(compiled.graph))
     feeds = feeds_for(compiled, tensors, seeds, masks)
-    from_onnx = onnx_gradients(compiled, module, feeds)
-    from_torch = torch_gradients(compiled, copy.deepcopy(module), feeds)
+    from_onnx = onnx_gradients(compiled.graph, module, feeds)
+    from_torch = torch_gradients(compiled.graph, copy.deepcopy(module), feeds)
     reference = copy.deepcopy(module)
-    want = autograd(compiled, reference, tensors, seeds, _dropout_forward(compiled, reference, masks))
+    want = autograd(compiled, reference, tensors, seeds, with_masks(compiled, reference, masks))
     compare(from_onnx, want, 1e-4, 1e-5, "onnxruntime")
     compare(from_torch, want, 1e-4, 1e-5, "torch backward")
 
@@ -114,7 +93,7 @@ def test_derived_gradients_match_finite_differences(row):
     module = module.double()
     seeds = {k: v.double() for k, v in seeds.items()}
     feeds = feeds_for(compiled, tensors, seeds, masks)
-    derived = torch_gradients(compiled, copy.deepcopy(module), feeds)
+    derived = torch_gradients(compiled.graph, copy.deepcopy(module), feeds)
     params = dict(module.named_parameters())
     floats = [i for i, t in enumerate(tensors) if t.is_floating_point()]
     names = [f"grad.{k}" for k in params] + [f"grad.{compiled.graph.inputs[i]}" for i in floats]

@@ -127,3 +127,16 @@ def test_derived_gradients_match_finite_differences(row):
         numeric /= 2 * eps
         analytic = sum(float((torch.from_numpy(np.asarray(derived[n])) * v).sum()) for n, v in direction.items())
         assert abs(numeric - analytic) <= 1e-5 + 1e-3 * abs(numeric), (numeric, analytic)
+
+
+def test_every_internal_op_is_exercised_by_a_row():
+    """The compiler's internal ops have no spec syntax: their op-table rows are the backward
+    graphs of the rows above (and of tests/test_grad_spatial.py), which run both lowerings."""
+    import test_grad_spatial
+
+    used = set()
+    specs = [_spec(row) for row in ROWS] + [row.spec() for row in test_grad_spatial.ROWS]
+    for text in specs:
+        used |= {n.op for n in backward_graph(compile_string(text).graph).nodes()}
+    hidden = {name for name, op in REGISTRY.items() if op.hidden}
+    assert hidden - used == set()

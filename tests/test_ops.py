@@ -178,6 +178,13 @@ ROWS = [
         lambda x: torch.split(x, (1, 3), -1),
         body="a, b = split(x, (1, 3), axis=-1)\n return a, b",
     ),
+    r(  # one part unused: its gradient is zeros (the backward graph's zeros_like)
+        "split",
+        [("x", (2, 6, 4))],
+        "",
+        lambda x: torch.split(x, 3, 1)[1],
+        body="a, b = split(x, 3)\n return b",
+    ),
     r("flatten", [N4], "flatten(x)", lambda x: torch.flatten(x, 1)),
     r("flatten", [N4], "flatten(x, start=2)", lambda x: torch.flatten(x, 2)),
     r("reshape", [N4], "reshape(x, (2, -1, 3))", lambda x: x.reshape(2, -1, 3)),

@@ -1,27 +1,42 @@
-"""Graph -> PyTorch source: readable `nn.Module` code, as a person would write it.
+"""Graph -> PyTorch source: one `nn.Module` class per block, written as a person would.
 
-One class for the network and one per distinct block specialization (same block, same
-structure and sizes); layers are built in `__init__` with explicit sizes; `forward` reads
-top to bottom with each statement commented with the spec line it came from. Submodule
-attribute names are the spec's instance names, so `state_dict()` keys are LANGUAGE.md's
-parameter names.
+A block's class takes the block's compile-time parameters and the input sizes its layers
+depend on, named as the spec names them (`Bottleneck(in_channels, width, stride=1)`), and
+builds its layers from them with the expressions the spec wrote (`nn.Conv2d(in_channels,
+width * 4, kernel_size=1, bias=False)`; compiler/symbolic.py records them). The calls of
+a block share its class through a template, the union of the calls: a layer made under an
+`if` becomes an optional submodule built under the same condition (`forward` tests it),
+a `repeat` a loop in `__init__` and `forward`, or an `nn.Sequential` where the block is a
+chain of calls. Every call is rendered through the template and must give the same text;
+where two calls cannot share a class (a size with no expression, a branch that renumbers
+layers) they are split into `Block`, `Block2`, ... Expressions are checked against the
+elaborated values before use, so the module computes exactly what the graph does.
 
-Nothing from a spec reaches the source unsanitized: identifiers go through a namespace that
-renames keywords, builtins and clashes (`self`, `torch`, `nn`, `F`, ...) consistently;
+`forward` uses the spec's names: a value takes the variable its statement binds (a block
+call's result too); unnamed values in a chain reuse the name of the value they replace
+(`x = self.conv2d_0(x)`) or are written inline; no name holds two live values. One comment
+per spec statement gives its file and line. Submodule attributes are the spec's instance
+names, so `state_dict()` keys are LANGUAGE.md's parameter names. docs/torch.md has the rules.
+
+Nothing from a spec reaches the source unsanitized: identifiers go through namespaces that
+rename keywords, builtins and clashes (`self`, `torch`, `nn`, `F`, ...) consistently;
 strings are emitted as literals; comments keep only safe characters. Source generation
 needs no torch; `load_module` does.
 """
 
 from __future__ import annotations
 
+import ast
 import builtins
 import keyword
 import re
 import sys
 import types
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from netc.compiler.analysis import Instance, instance_tree, symbol_source
+from netc.compiler import dims as D
+from netc.compiler import symbolic as S
+from netc.compiler.analysis import Instance, instance_nodes, instance_tree, symbol_source
 from netc.compiler.ir import Graph, Node, TensorType, Value
 from netc.compiler.ops import REGISTRY
 from netc.dsl.diagnostics import NetcError
@@ -39,6 +54,7 @@ _MODULE_ATTRS = {
     "get_parameter", "get_buffer", "dump_patches", "call_super_init", "compile", "to_empty",
     "set_submodule", "set_extra_state", "get_extra_state", "T_destination",
 }  # fmt: skip
+_UNROLL_UP_TO = 3  # a `repeat` of a fixed count up to this stays unrolled: three lines read better than a loop
 
 
 class Namespace:
@@ -63,15 +79,94 @@ class Namespace:
 
 
 # ---------------------------------------------------------------- what lowerings build with
-# A torch lowering is `(t, *inputs, **attrs) -> Code`: `t` is the `_Function` emitting the
+# A torch lowering is `(t, *inputs, **attrs) -> Code`: `t` is the `_Lowering` emitting the
 # node, each input a `Code` naming its value (with its type), the attributes the node's
 # normalized ones. The result is a Python expression; `t.layer(...)` declares the node's
 # submodule, `t.call(...)` renders a call, `t.inplace(i)` says whether input i may be
-# overwritten and `t.augment` writes that overwrite (`y += skip`).
+# overwritten and `t.augment` writes that overwrite (`y += skip`). Attribute values and
+# input sizes a lowering sees may be `_Spelled`: they compute as their value and write
+# themselves as the spec's expression (`width * 4` in `__init__`, `self.heads` in `forward`).
+
+
+class _Spelled:
+    """A compile-time value that writes itself as the spec wrote it."""
+
+    def spelled(self, init: bool) -> str:
+        return self._init if init else self._forward
+
+    def plain(self):
+        raise NotImplementedError
+
+    def __str__(self):
+        return self._forward
+
+    def __repr__(self):
+        return self._forward
+
+    def __format__(self, spec):
+        return self._forward if not spec else format(self.plain(), spec)
+
+
+class _Int(_Spelled, int):
+    def plain(self):
+        return int(self)
+
+
+class _Float(_Spelled, float):
+    def plain(self):
+        return float(self)
+
+
+class _Str(_Spelled, str):
+    def plain(self):
+        return str.__str__(self)
+
+
+class _Tuple(_Spelled, tuple):
+    def plain(self):
+        return tuple(_plain(v) for v in self)
+
+
+class _Dim(_Spelled, D.Dim):
+    def plain(self):
+        return D.Dim(self.terms, self.const)
+
+
+def _spelled(value, init: str, forward: str, exact: bool = True, fixed: bool = True):
+    """`value` that writes itself as `init` / `forward`; `exact`: the expression's value is
+    the value itself, not an int standing for a uniform tuple; `fixed`: it is a constant."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        out = _Int(value)
+    elif isinstance(value, float):
+        out = _Float(value)
+    elif isinstance(value, str):
+        out = _Str(value)
+    elif isinstance(value, tuple):
+        out = _Tuple(value)
+    elif isinstance(value, D.Dim):
+        out = _Dim(value.terms, value.const)
+        for key, v in (("_init", init), ("_forward", forward), ("_exact", exact), ("_fixed", fixed)):
+            object.__setattr__(out, key, v)
+        return out
+    else:
+        return value
+    out._init, out._forward, out._exact, out._fixed = init, forward, exact, fixed
+    return out
+
+
+def _plain(value):
+    if isinstance(value, _Spelled):
+        return value.plain()
+    if isinstance(value, tuple):
+        return tuple(_plain(v) for v in value)
+    return value
 
 
 def py(value) -> str:
     """A Python literal; strings through repr, so nothing from a spec is spliced raw."""
+    value = _plain(value)
     if isinstance(value, bool):
         return "True" if value else "False"
     if isinstance(value, str):
@@ -81,11 +176,14 @@ def py(value) -> str:
         return repr(value)
     if isinstance(value, tuple):
         return "(" + ", ".join(py(v) for v in value) + ("," if len(value) == 1 else "") + ")"
+    if value is None:
+        return "None"
     raise TypeError(f"no literal for {value!r}")
 
 
 def py_size(value) -> str:
     """A per-axis tuple that is uniform reads as one int, as people write it."""
+    value = _plain(value)
     if isinstance(value, tuple) and value and all(v == value[0] for v in value):
         return py(value[0])
     return py(value)
@@ -97,6 +195,7 @@ class Code(str):
 
     type: TensorType | None = None
     atom: bool = False
+    sizes: tuple | None = None  # the shape as lowerings see it (sizes that spell themselves)
 
     @classmethod
     def of(cls, text: str, type: TensorType | None = None, atom: bool = False) -> Code:
@@ -106,7 +205,7 @@ class Code(str):
 
     @property
     def shape(self):
-        return self.type.shape
+        return self.sizes if self.sizes is not None else self.type.shape
 
     @property
     def rank(self) -> int:
@@ -148,27 +247,45 @@ def opt(value, default) -> Opt:
     return Opt(value, default)
 
 
-def _render(value) -> str:
+def _render(value, init: bool = False) -> str:
     if isinstance(value, Code):
         return str(value)
     if isinstance(value, Exact):
-        return py(value.value)
+        inner = value.value
+        if isinstance(inner, _Spelled) and inner._exact:
+            return inner.spelled(init)
+        if isinstance(inner, tuple):
+            return "(" + ", ".join(_render(v, init) for v in inner) + ("," if len(inner) == 1 else "") + ")"
+        return _render(inner, init)
+    if isinstance(value, _Spelled):
+        return value.spelled(init)
     return py_size(value)
 
 
-def _arguments(args, kwargs) -> str:
-    parts = [_render(a) for a in args]
+def _arguments(args, kwargs, init: bool = False) -> str:
+    parts = [_render(a, init) for a in args]
     for key, value in kwargs.items():
         if isinstance(value, Opt):
-            if value.value == value.default or py_size(value.value) == py_size(value.default):
+            fixed = not isinstance(value.value, _Spelled) or value.value._fixed
+            plain, default = _plain(value.value), _plain(value.default)
+            if fixed and (plain == default or py_size(plain) == py_size(default)):
                 continue
             value = value.value
-        parts.append(f"{key}={_render(value)}")
+        parts.append(f"{key}={_render(value, init)}")
     return ", ".join(parts)
 
 
 def camel(name: str) -> str:
-    return "".join(part[:1].upper() + part[1:] for part in name.split("_") if part) or "Net"
+    """CamelCase of a spec name: `double_conv` -> `DoubleConv`, each part's first letter
+    raised and the rest kept as written (`DQN` stays `DQN`); an underscore stays between
+    two digits, where dropping it would merge two numbers (`resnext50_32x4d` ->
+    `Resnext50_32x4d`)."""
+    out = ""
+    for part in (p for p in name.split("_") if p):
+        if out and out[-1].isdigit() and part[0].isdigit():
+            out += "_"
+        out += part[:1].upper() + part[1:]
+    return out or "Net"
 
 
 def network_class(name: str, namespace: Namespace | None = None) -> str:
@@ -176,80 +293,1296 @@ def network_class(name: str, namespace: Namespace | None = None) -> str:
     return (namespace or Namespace()).fresh(camel(name))
 
 
-def _comment(node_span) -> str:
-    if node_span is None:
+def _where(span) -> str:
+    """`file.net:12` or `file.net:9-11` for a statement over several lines."""
+    if span is None:
         return ""
-    file = re.sub(r"[^\w.\-]", "_", node_span.file.rsplit("/", 1)[-1])
-    return f"{file}:{node_span.line}"
+    file = re.sub(r"[^\w.\-]", "_", span.file.replace("\\", "/").rsplit("/", 1)[-1])
+    end = getattr(span, "end_line", span.line)
+    return f"{file}:{span.line}" + (f"-{end}" if end and end != span.line else "")
 
 
-def _signature(inst: Instance, graph: Graph):
-    """Equal signatures mean one class serves both instances."""
-    local: dict[Value, tuple] = {v: ("in", i) for i, v in enumerate(inst.inputs)}
-    parts = [inst.block, tuple(str(graph.type_of(v)) for v in inst.inputs)]
+def _is_primary(text: str) -> bool:
+    """A name, literal, attribute, call or subscript: safe as an operand without parentheses."""
+    if text.isidentifier():
+        return True
+    try:
+        node = ast.parse(text, mode="eval").body
+    except SyntaxError:
+        return False
+    if isinstance(node, ast.Constant):
+        return not (isinstance(node.value, (int, float)) and str(node.value).startswith("-"))
+    return isinstance(node, (ast.Name, ast.Attribute, ast.Call, ast.Subscript))
+
+
+# ---------------------------------------------------------------- templates
+# A class's template is the union of its instances' bodies: one `_Entry` per layer, block
+# call or folded `repeat`, with the instance ("sample") each appears in. A sample is
+# `(n,)` for instance n, `(n, k)` for iteration k of a folded loop's body in instance n.
+# A value is named in the template by a ref: ("in", parameter), ("v", entry key, output),
+# ("carry", loop key) for the value a loop passes from one iteration to the next,
+# ("chain", loop key) for that value after the loop, ("join", default, options) for a value
+# that an optional layer replaces (`skip = x; if ... { skip = ... }`).
+
+
+class _Mismatch(Exception):
+    """The instances cannot share one class as they are grouped (or a loop cannot fold)."""
+
+    def __init__(self, clusters=None, unroll=None, peel=True):
+        super().__init__("mismatch")
+        self.clusters, self.unroll = clusters, unroll
+        self.peel = peel  # a loop may fold from its second pass on (the first written out)
+
+
+@dataclass(eq=False)
+class _El:
+    kind: str  # "node", "call" or "loop"
+    obj: object  # Node, Instance or _Run
+    prov: S.Provenance
+    key: str
+
+
+@dataclass(eq=False)
+class _Run:
+    """One execution of a `repeat` in one instance: its iterations' elements."""
+
+    loop: S.Loop
+    iterations: list  # list of lists of _El
+    indices: list  # the iteration numbers seen
+
+
+@dataclass(eq=False)
+class _Entry:
+    key: str
+    kind: str
+    items: dict = field(default_factory=dict)  # sample -> _El
+    guard: tuple = ()  # conditions (template expressions), outermost first
+    inputs: list = field(default_factory=list)  # per input slot: a ref
+    loop: object = None  # the folded loop this entry is in (its _Entry), or None
+    pos: int = 0
+    # a folded loop
+    body: list | None = None
+    count: object = None
+    var: str | None = None
+    pattern: tuple | None = None  # a body entry: (prefix, a, b), its name is prefix_{a * i + b}
+    chain: tuple | None = None  # (pre ref, (body key, output)) of the carried value
+    end: int = 0
+    start: int = 0  # the first pass the loop runs: 1 where the first is written out before it
+
+
+def _elements(graph: Graph, inst: Instance, modes: dict) -> list:
+    raw = []
     for item in inst.items:
         if isinstance(item, Instance):
-            args = tuple(local.get(v) for v in item.inputs)
-            parts.append(("inst", item.local, item.key, args))
-            for i, v in enumerate(item.outputs):
-                local[v] = (item.local, i)
+            call = graph.calls.get(item.path)
+            raw.append(_El("call", item, call.provenance if call else S.Provenance(), item.path[-1]))
         else:
-            args = tuple(local.get(v) for v in item.inputs)
-            rel = item.name.rsplit(".", 1)[-1]
-            parts.append((rel, item.op, repr(item.attrs), args, tuple(str(t) for t in item.outputs), item.var))
-            for i in range(len(item.outputs)):
-                local[Value(item.name, i)] = (rel, i)
-    parts.append(tuple(local.get(v) for v in inst.outputs))
-    return repr(parts)
+            prov = graph.provenance.get(item.name) or S.Provenance()
+            raw.append(_El("node", item, prov, item.name.rsplit(".", 1)[-1]))
+    return _group_loops(raw, modes)
 
 
-# ---------------------------------------------------------------- emission
+def _loop_key(loop: S.Loop) -> str:
+    span = loop.span
+    return f"repeat@{span.file}:{span.line}:{span.column}"
 
 
-class _Function:
-    """Emits one class: its __init__ layers and its forward body."""
+def _group_loops(raw: list, modes: dict) -> list:
+    """The items of each outermost `repeat` gathered into one element, unless `modes` says
+    "unroll" (or "peel": its first pass stays outside); loops inside a loop's body stay
+    unrolled in it."""
+    out, i = [], 0
+    while i < len(raw):
+        loops = raw[i].prov.loops
+        if not loops or modes.get(_loop_key(loops[0])) == "unroll":
+            out.append(raw[i])
+            i += 1
+            continue
+        loop, j = loops[0], i
+        while j < len(raw) and raw[j].prov.loops and raw[j].prov.loops[0].id == loop.id:
+            j += 1
+        iterations: dict[int, list] = {}
+        for el in raw[i:j]:
+            iterations.setdefault(el.prov.loops[0].iteration, []).append(el)
+        order = sorted(iterations)
+        if modes.get(_loop_key(loop)) == "peel" and order and order[0] == 0:
+            out += iterations[0]
+            order = order[1:]
+            if not order:
+                i = j
+                continue
+        run = _Run(loop, [iterations[k] for k in order], order)
+        out.append(_El("loop", run, S.Provenance(guards=raw[i].prov.guards[: loop.outer_guards]), _loop_key(loop)))
+        i = j
+    return out
 
-    def __init__(self, emitter, inst: Instance, graph: Graph, arg_values, out_values):
-        self.emitter, self.inst, self.graph = emitter, inst, graph
-        self.init_lines: list[str] = []
-        self.body: list[tuple[str, str]] = []  # (code, comment)
-        self.names = Namespace(emitter.class_names)
-        self.env: dict[Value, str] = {}
-        self.holder: dict[str, Value] = {}
-        self.symbols: dict[str, str] = {}
-        self.node: Node | None = None
-        self.arg_values, self.out_values = arg_values, out_values
-        self.last_use = self._last_uses()
-        self.position = -1
-        self.uses: dict[Value, int] = {}
+
+def _name_number(name: str):
+    match = re.fullmatch(r"(.*)_(\d+)", name)
+    return (match.group(1), int(match.group(2))) if match else (name, None)
+
+
+# ---------------------------------------------------------------- module-level state
+
+
+class TorchEmitter:
+    def __init__(self, graph: Graph, source_file: str | None = None):
+        self.graph = graph
+        self.source_file = source_file
+        self.class_names: set[str] = set()
+        self.classes: list[tuple[str, list[str]]] = []
+        self.info: dict[str, _ClassInfo] = {}
+        self.cls_of: dict[tuple, str] = {}
+        self.returns: dict[tuple, list] = {}  # instance path -> its class's return values, in order
+        # every name `forward` binds: (class, name, value, spec name, defined at, last use, group);
+        # names of one group (a join, a loop's carried value) hold one spec value. For tests.
+        self.bindings: list = []
+
+    def source(self) -> str:
+        root = instance_tree(self.graph)
+        self.namespace = Namespace()
+        root.cls = network_class(self.graph.name, self.namespace)  # the network's class name comes first
+        self.globals = self._globals()
+        self.class_names = {root.cls} | {name for name, _ in self.globals.values()}
+        groups: dict[str, list] = {}
+        self._post_order(root, groups)
+        for block, instances in groups.items():
+            self._emit_block(block, instances)
+        info = self._emit([root], None)
+        self.classes.append((root.cls, info.lines(root.cls, f"Network `{self.graph.name}`.")))
+        self.bindings += [(root.cls,) + b for b in info.bindings]
+        body = "\n\n".join("\n".join(lines) + "\n" for _, lines in self.classes)
+        return self._header(body) + body
+
+    def _post_order(self, inst: Instance, groups: dict):
         for item in inst.items:
-            for v in item.inputs:
-                self.uses[v] = self.uses.get(v, 0) + 1
-        self.direct = {Value(n.name, i) for n in inst.items if isinstance(n, Node) for i in range(len(n.outputs))}
+            if isinstance(item, Instance):
+                self._post_order(item, groups)
+        for item in inst.items:
+            if isinstance(item, Instance):
+                groups.setdefault(item.block, []).append(item)
 
-    def _last_uses(self):
-        last = {}
-        for i, item in enumerate(self.inst.items):
-            for v in item.inputs:
-                last[v] = i
-        for v in self.out_values:
-            last[v] = len(self.inst.items) + 1
-        return last
+    def _globals(self) -> dict:
+        """Every file-level constant an expression names: spec name -> (Python name, value)."""
+        seen: dict[str, object] = {}
+        records = list(self.graph.provenance.values()) + [c.provenance for c in self.graph.calls.values()]
+        for prov in records:
+            exprs = list(prov.exprs.values()) + list(prov.guards) + [loop.count for loop in prov.loops]
+            for expr in exprs:
+                for leaf in S.leaves(expr):
+                    if isinstance(leaf, S.Global) and _literal_ok(leaf.value):
+                        seen.setdefault(leaf.name, leaf.value)
+        return {name: (self.namespace.fresh(name), seen[name]) for name in sorted(seen)}
 
-    # -- what lowerings call
+    def _emit(self, group: list, block: str | None):
+        """One class for `group`: a loop that cannot fold is tried with its first pass written
+        out, then unrolled; a _Mismatch that splits the group goes to the caller."""
+        modes: dict[str, str] = {}
+        while True:
+            try:
+                return _Class(self, group, block, modes).emit()
+            except _Mismatch as exc:
+                mode = modes.get(exc.unroll)
+                if exc.unroll is None or mode == "unroll":
+                    if len(group) == 1:
+                        raise AssertionError(f"netc cannot write the class of one instance of {block}") from None
+                    raise
+                modes = {**modes, exc.unroll: "peel" if mode is None and exc.peel else "unroll"}
+
+    def _emit_block(self, block: str, instances: list):
+        done, pending = [], [instances]
+        while pending:
+            group = pending.pop(0)
+            try:
+                done.append((group, self._emit(group, block)))
+            except _Mismatch as exc:
+                clusters = exc.clusters if exc.clusters and len(exc.clusters) > 1 else [[i] for i in range(len(group))]
+                pending[:0] = [[group[i] for i in cluster] for cluster in clusters]
+        for (group, info), base in zip(done, _class_names(self.graph, block, [g for g, _ in done])):
+            name = self.namespace.fresh(base, numbered=True)
+            self.class_names.add(name)
+            for inst in group:
+                self.cls_of[inst.path] = name
+            self.info[name] = info
+            self.classes.append((name, info.lines(name, f"Block `{block}`.")))
+            self.bindings += [(name,) + b for b in info.bindings]
+
+    def _header(self, body: str) -> str:
+        code = "\n".join(line.split("  #")[0] for line in body.splitlines())
+        imports = []
+        if re.search(r"\btorch\.", code):
+            imports.append("import torch")
+        if re.search(r"\bF\.", code):
+            imports.append("import torch.nn.functional as F")
+        imports.append("from torch import nn")
+        origin = (
+            re.sub(r"[^\w.\-]", "_", self.source_file.replace("\\", "/").rsplit("/", 1)[-1])
+            if self.source_file
+            else "a spec"
+        )
+        doc = f'"""{camel(self.graph.name)}: PyTorch modules generated by netc from {origin}."""'
+        head = doc + "\n\n" + "\n".join(imports) + "\n\n"
+        used = [(name, value) for name, value in self.globals.values() if re.search(rf"(?<![\w.]){name}\b", code)]
+        if used:
+            first = {name: re.search(rf"(?<![\w.]){name}\b", code).start() for name, _ in used}
+            used.sort(key=lambda item: first[item[0]])
+            head += "".join(f"{name} = {py(value)}\n" for name, value in used) + "\n"
+        return head + "\n"
+
+
+def _class_names(graph: Graph, block: str, groups: list) -> list[str]:
+    """The block's name in CamelCase; where its calls need several classes, each named for
+    what differs: a parameter whose value is the same in all its calls and in no call of
+    the others (`InvertedResidualT1`, `InvertedResidualT6`), else numbered (`Block2`)."""
+    base = camel(block)
+    if len(groups) == 1:
+        return [base]
+    values = []  # per group: parameter -> the set of its values
+    for group in groups:
+        seen: dict = {}
+        for inst in group:
+            call = graph.calls.get(inst.path)
+            for p, v in (call.args.items() if call else ()):
+                seen.setdefault(p, set()).add(v if isinstance(v, (int, str, bool)) else repr(v))
+        values.append(seen)
+    # a parameter an `if` of the block reads says best what differs: try those first
+    tested: list[str] = []
+    for group in groups:
+        for node in instance_nodes(group[0]):
+            prov = graph.provenance.get(node.name)
+            if prov is None or node.scope != group[0].path:
+                continue
+            for guard in prov.guards:
+                for leaf in S.leaves(guard):
+                    if isinstance(leaf, S.Param) and leaf.name not in tested:
+                        tested.append(leaf.name)
+    names = []
+    for k, seen in enumerate(values):
+        name = base
+        for p, vs in sorted(seen.items(), key=lambda item: item[0] not in tested):
+            (v,) = vs if len(vs) == 1 else (None,)
+            others = [other.get(p, set()) for j, other in enumerate(values) if j != k]
+            text = _value_name(v)
+            if text and all(v not in other for other in others):
+                name = base + camel(p) + text
+                break
+        names.append(name)
+    return names if len(set(names)) == len(names) else [base] * len(groups)
+
+
+def _value_name(value) -> str | None:
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return str(value) if value >= 0 else None
+    if isinstance(value, str) and value.isidentifier():
+        return camel(value)
+    return None
+
+
+def _literal_ok(value) -> bool:
+    if isinstance(value, tuple):
+        return all(_literal_ok(v) for v in value)
+    return isinstance(value, (bool, int, float, str))
+
+
+@dataclass
+class _ClassInfo:
+    """What a parent needs from an emitted class, and its text."""
+
+    bindings: list  # (name, value, spec name, defined at, last use, group) of `forward`'s names
+    params: list  # constructor parameters: (kind, key, name, default); kind "size" (key (param, axis)) or "param"
+    forward_params: list  # the tensor parameters `forward` takes, in order
+    returns: list  # refs of the values `forward` returns, in order
+    return_sizes: dict  # (return index, axis) -> expression over the constructor parameters
+    init: list
+    forward: list | None  # None: an nn.Sequential
+    base: str = "nn.Module"
+
+    def lines(self, name: str, doc: str) -> list[str]:
+        out = [f"class {name}({self.base}):", f'    """{_safe_doc(doc)}"""', ""]
+        signature = ["self"]
+        for _, _, pname, default in self.params:
+            signature.append(pname if default is _NO_DEFAULT else f"{pname}={py(default)}")
+        out += _fit("    ", f"def __init__({', '.join(signature)}):", "")
+        out += ["        super().__init__()"] + self.init
+        if self.forward is not None:
+            out.append("")
+            out += self.forward
+        return out
+
+
+_NO_DEFAULT = object()
+
+
+# ---------------------------------------------------------------- one class
+
+
+class _Class:
+    """The template of a group of instances and its emission; raises _Mismatch when the
+    instances do not share one text."""
+
+    def __init__(self, emitter: TorchEmitter, instances: list, block: str | None, modes: dict):
+        self.e, self.graph = emitter, emitter.graph
+        self.instances = instances
+        self.block = block
+        self.modes = modes  # loop key -> "peel" or "unroll"
+        self.calls = [self.graph.calls.get(inst.path) for inst in instances] if block else [None]
+        self.single = len(instances) == 1
+
+    # ------------------------------------------------------------ building the template
+
+    def emit(self) -> _ClassInfo:
+        self._build()
+        self._prepare_names()
+        return _Writer(self).write()
+
+    def _build(self):
+        samples = [((n,), _elements(self.graph, inst, self.modes)) for n, inst in enumerate(self.instances)]
+        self.entries = self._union(samples)
+        self.entry_of: dict[str, _Entry] = {}
+        self.loops: dict[str, _Entry] = {}
+        self.loop_ids: dict[int, str] = {}  # a repeat's execution -> its loop entry
+        self._index(self.entries, None)
+        self.refs: dict[tuple, dict] = {}
+        self.vals: dict[tuple, dict] = {}
+        self.remaps: dict[tuple, list] = {}
+        for n, inst in enumerate(self.instances):
+            sid = (n,)
+            refs = {}
+            if self.block is None:
+                for name in self.graph.inputs:
+                    refs[Value(name)] = ("in", name)
+            else:
+                for value, pname in self.graph.instance_args.get(inst.path, {}).items():
+                    refs[value] = ("in", pname)
+            self.refs[sid] = refs
+            self.remaps[sid] = []
+        self._define(self.entries)
+        self.vals = {sid: {ref: v for v, ref in dict.items(refs)} for sid, refs in self.refs.items()}
+        self._position(self.entries, 0)
+        for entry in self._all_entries():
+            self._unify(entry)
+            entry.guard = self._guard(entry)
+            if entry.kind == "loop":
+                counts = {sid: self._translate(sid, el.obj.loop.count, entry.pos) for sid, el in entry.items.items()}
+                entry.count = self._same(counts)
+        self._verify()
+        self._simplify_guards()
+        self.returns = self._returns()
+
+    def _union(self, samples) -> list:
+        order: list[str] = []
+        where: dict[str, int] = {}
+        entries: dict[str, _Entry] = {}
+        for sid, elements in samples:
+            keys = [el.key for el in elements]
+            if not order and len(set(keys)) == len(keys):
+                order = keys
+                where = {k: i for i, k in enumerate(order)}
+                for el in elements:
+                    entries[el.key] = _Entry(el.key, el.kind)
+                    self._add(entries[el.key], sid, el)
+                continue
+            if keys == order:
+                for el in elements:
+                    self._add(entries[el.key], sid, el)
+                continue
+            prev = -1
+            for el in elements:
+                entry = entries.get(el.key)
+                if entry is None:
+                    entry = entries[el.key] = _Entry(el.key, el.kind)
+                    order.insert(prev + 1, el.key)
+                    where = {k: i for i, k in enumerate(order)}
+                elif where[el.key] <= prev:
+                    raise _Mismatch(self._clusters_by_keys())
+                self._add(entry, sid, el)
+                prev = where[el.key]
+        result = [entries[k] for k in order]
+        for entry in result:
+            if entry.kind == "loop":
+                self._fold(entry)
+        return result
+
+    def _add(self, entry: _Entry, sid, el: _El):
+        if sid in entry.items:
+            raise _Mismatch(self._clusters_by_keys())
+        first = next(iter(entry.items.values()), None)
+        if first is not None and (entry.kind != el.kind or _what(first) != _what(el)):
+            clusters: dict = {}
+            for n, inst in enumerate(self.instances):
+                found = [e for e in _elements(self.graph, inst, self.modes) if e.key == entry.key]
+                clusters.setdefault(_what(found[0]) if found else None, []).append(n)
+            groups = list(clusters.values())
+            raise _Mismatch(groups if len(groups) > 1 else self._clusters_by_keys())
+        entry.items[sid] = el
+
+    def _clusters_by_keys(self):
+        """Instances whose bodies list the same layers and calls, in the same order."""
+        clusters: dict[tuple, list] = {}
+        for n, inst in enumerate(self.instances):
+            elements = _elements(self.graph, inst, self.modes)
+            clusters.setdefault(tuple((el.key, _what(el)) for el in elements), []).append(n)
+        return list(clusters.values())
+
+    def _fold(self, entry: _Entry):
+        """A `repeat` whose iterations are alike becomes one loop; else it is unrolled."""
+        runs = entry.items
+        entry.start = 1 if self.modes.get(entry.key) == "peel" else 0
+        counts = {len(el.obj.iterations) for el in runs.values()}
+        first = next(iter(runs.values())).obj.loop
+        wanted = len(counts) > 1 or max(counts) + entry.start > _UNROLL_UP_TO or not S.constant(first.count)
+        if not wanted or first.count is None:
+            raise _Mismatch(unroll=entry.key, peel=False)
+        shape = None
+        body_samples = []
+        for sid, el in runs.items():
+            run = el.obj
+            if run.indices != list(range(entry.start, entry.start + len(run.indices))):
+                raise _Mismatch(unroll=entry.key)
+            for k, elements in zip(run.indices, run.iterations):
+                here = [(el2.kind, _what(el2), _name_number(el2.key)[0]) for el2 in elements]
+                if any(kind == "loop" for kind, _, _ in here) or (shape is not None and here != shape):
+                    raise _Mismatch(unroll=entry.key)
+                shape = here
+                body_samples.append((sid + (k, entry.key), elements))
+        body: list[_Entry] = []
+        numbers: list[list] = [[] for _ in shape]
+        for sid, elements in body_samples:
+            for p, el in enumerate(elements):
+                if p == len(body):
+                    body.append(_Entry(f"{entry.key}#{p}", el.kind))
+                outer = el.prov.loops[0].outer_guards if el.prov.loops else 0
+                local = _El(el.kind, el.obj, el.prov, body[p].key)
+                local.body_guards = el.prov.guards[outer:]
+                body[p].items[sid] = local
+                numbers[p].append((sid[1], _name_number(el.key)[1]))
+        for p, entry2 in enumerate(body):
+            prefix = shape[p][2]
+            pattern = _fit_pattern(numbers[p])
+            if pattern is None:
+                raise _Mismatch(unroll=entry.key)
+            entry2.pattern = (prefix,) + pattern
+        first_el = next(iter(runs.values()))
+        entry.body = body
+        entry.var = first_el.obj.loop.var
+
+    def _index(self, entries, loop):
+        for entry in entries:
+            entry.loop = loop
+            self.entry_of[entry.key] = entry
+            if entry.kind == "loop":
+                self.loops[entry.key] = entry
+                for el in entry.items.values():
+                    self.loop_ids[el.obj.loop.id] = entry.key
+                self._index(entry.body, entry)
+
+    def _all_entries(self, entries=None):
+        for entry in self.entries if entries is None else entries:
+            yield entry
+            if entry.kind == "loop":
+                yield from self._all_entries(entry.body)
+
+    def _position(self, entries, pos: int) -> int:
+        for entry in entries:
+            entry.pos = pos
+            pos += 1
+            if entry.kind == "loop":
+                pos = self._position(entry.body, pos)
+                entry.end = pos - 1
+        return pos
+
+    def _outputs(self, sid, el: _El) -> list:
+        """The values an element makes, in the order its class returns them."""
+        if el.kind == "node":
+            return [Value(el.obj.name, i) for i in range(len(el.obj.outputs))]
+        return list(self.e.returns.get(el.obj.path, []))
+
+    def _define(self, entries):
+        """Fills `refs`: which ref names each value in each sample."""
+        for entry in entries:
+            if entry.kind != "loop":
+                for sid, el in entry.items.items():
+                    for i, v in enumerate(self._outputs(sid, el)):
+                        self.refs[sid][v] = ("v", entry.key, i)
+                continue
+            self._define_loop(entry)
+
+    def _define_loop(self, loop: _Entry):
+        """The refs of a folded loop's body, and its carried value (a chain of iterations)."""
+        iteration_of: dict[tuple, dict] = {}  # top sample -> Value -> (k, ref)
+        for body_entry in loop.body:
+            for sid, el in body_entry.items.items():
+                for i, v in enumerate(self._outputs(sid, el)):
+                    iteration_of.setdefault(sid[:1], {})[v] = (sid[1], ("v", body_entry.key, i))
+        carried, pre = set(), {}
+        for body_entry in loop.body:
+            for sid, el in body_entry.items.items():
+                made = iteration_of.get(sid[:1], {})
+                for v in _reads(el):
+                    if v in made:
+                        k, ref = made[v]
+                        if k == sid[1] - 1:
+                            carried.add(ref)
+                        elif k != sid[1]:
+                            raise _Mismatch(unroll=loop.key)
+        after = self._after_loop_reads(loop)
+        last = {top: max(k for k, _ in made.values()) for top, made in iteration_of.items()}
+        for top, values in after.items():
+            for v in values:
+                if v in iteration_of.get(top, {}):
+                    k, ref = iteration_of[top][v]
+                    if k != last[top]:
+                        raise _Mismatch(unroll=loop.key)
+                    carried.add(ref)
+        if len(carried) > 1:
+            raise _Mismatch(unroll=loop.key)
+        out = next(iter(carried), None)
+        # the value iteration 0 starts from: read at k = 0 where later iterations read the carried value
+        slots = set()
+        for body_entry in loop.body:
+            for sid, el in body_entry.items.items():
+                made = iteration_of.get(sid[:1], {})
+                for j, v in enumerate(_reads(el)):
+                    if v in made and made[v][1] == out and made[v][0] == sid[1] - 1:
+                        slots.add((body_entry.key, j))
+        if out is not None and not slots:  # no sample runs twice: the carried value is the one of the same spec name
+            slots = self._guess_chain_slots(loop, out, iteration_of)
+        for body_entry in loop.body:
+            for sid, el in body_entry.items.items():
+                if sid[1] != loop.start:
+                    continue
+                reads = _reads(el)
+                for j, v in enumerate(reads):
+                    if (body_entry.key, j) in slots and v not in iteration_of.get(sid[:1], {}):
+                        pre.setdefault(sid[:1], set()).add(v)
+        for top, values in pre.items():
+            if len(values) > 1:
+                raise _Mismatch(unroll=loop.key)
+        for top in loop.items:
+            refs = self.refs[top]
+            made = iteration_of.get(top, {})
+            first = next(iter(pre.get(top, ())), None)
+            count = len(loop.items[top].obj.iterations)
+            by_k: dict[int, dict] = {}
+            for v, (k, ref) in made.items():
+                by_k.setdefault(k, {})[v] = ref
+            for k in range(loop.start, loop.start + count):
+                body_refs = dict(by_k.get(k, {}))
+                for v, ref in by_k.get(k - 1, {}).items():
+                    if ref == out:
+                        body_refs[v] = ("carry", loop.key)
+                if k == loop.start and first is not None:
+                    body_refs[first] = ("carry", loop.key)
+                self.refs[top + (k, loop.key)] = _Layered(body_refs, refs, top)
+            for v, (k, ref) in made.items():
+                if ref == out and k == loop.start + count - 1:
+                    refs[v] = ("chain", loop.key)
+            if first is not None:
+                if first in after.get(top, ()):
+                    raise _Mismatch(unroll=loop.key)  # the value before the loop is still read after it
+                self.remaps[top].append((loop, first, ("chain", loop.key)))
+        pre_refs = {self.refs[top].get(v) for top, values in pre.items() for v in values}
+        if len(pre_refs) > 1:
+            raise _Mismatch(unroll=loop.key)
+        if pre_refs:
+            pre_ref = pre_refs.pop()
+            for n in range(len(self.instances)):
+                top = (n,)
+                if top not in loop.items:  # no iteration here: the value after the loop is the one before
+                    for v, ref in list(self.refs[top].items()):
+                        if ref == pre_ref:
+                            self.remaps[top].append((loop, v, ("chain", loop.key)))
+        loop.chain = (None, out)
+        self._pre = getattr(self, "_pre", {})
+        self._pre[loop.key] = pre
+
+    def _guess_chain_slots(self, loop, out, iteration_of):
+        out_entry = self.entry_of.get(out[1]) if out else None
+        names = set()
+        if out_entry is not None:
+            for el in out_entry.items.values():
+                names.add(_spec_name(el, out[2]))
+        slots = set()
+        for body_entry in loop.body:
+            for sid, el in body_entry.items.items():
+                made = iteration_of.get(sid[:1], {})
+                for j, v in enumerate(_reads(el)):
+                    if v not in made and self._value_spec_name(sid[:1], v) in names:
+                        slots.add((body_entry.key, j))
+        return slots
+
+    def _value_spec_name(self, top, value: Value):
+        if value.node in self.graph.inputs:
+            return value.node
+        ref = self.refs[top].get(value)
+        if ref and ref[0] == "in":
+            return ref[1]
+        if ref and ref[0] == "v" and ref[1] in self.entry_of:
+            el = self.entry_of[ref[1]].items.get(top)
+            return _spec_name(el, ref[2]) if el else None
+        return None
+
+    def _after_loop_reads(self, loop: _Entry) -> dict:
+        reads: dict[tuple, set] = {}
+        seen = False
+        for entry in self.entries:
+            if entry is loop:
+                seen = True
+                continue
+            if not seen or entry.kind == "loop":
+                continue
+            for sid, el in entry.items.items():
+                reads.setdefault(sid, set()).update(_reads(el))
+        for n, inst in enumerate(self.instances):
+            reads.setdefault((n,), set()).update(self._instance_outputs(n))
+        return reads
+
+    def _instance_outputs(self, n: int) -> list:
+        if self.block is None:
+            return [v for _, v in self.graph.outputs]
+        return list(self.instances[n].outputs)
+
+    def _ref(self, sid, value: Value, pos: int | None = None):
+        refs = self.refs.get(sid)
+        if refs is None:
+            return None
+        if len(sid) == 1 and pos is not None:
+            for loop, v, ref in self.remaps.get(sid, ()):
+                if v == value and pos > loop.end:
+                    return ref
+        return refs.get(value)
+
+    def _unify(self, entry: _Entry):
+        """One ref per input slot, shared by every sample where the entry appears."""
+        slots = None
+        per_sample = {}
+        for sid, el in entry.items.items():
+            if entry.kind == "loop":
+                return
+            reads = _reads(el)
+            refs = [self._ref(sid, v, entry.pos) for v in reads]
+            if any(r is None for r in refs):
+                raise _Mismatch(self._clusters_by_keys())
+            per_sample[sid] = refs
+            slots = len(refs) if slots is None else slots
+            if len(refs) != slots:
+                raise _Mismatch(self._clusters_by_keys())
+        entry.inputs = []
+        for j in range(slots or 0):
+            options = {refs[j] for refs in per_sample.values()}
+            if len(options) == 1:
+                entry.inputs.append(options.pop())
+                continue
+            entry.inputs.append(self._join(entry.loop, j, per_sample))
+
+    def _join(self, loop, j: int, per_sample: dict):
+        """A slot fed by an optional layer where it exists, else by one value made before."""
+        defaults = set()
+        options = []
+        for sid, refs in per_sample.items():
+            ref = refs[j]
+            producer = self.entry_of.get(ref[1]) if ref[0] == "v" else None
+            if producer is not None and self._guard_raw(producer) and producer.loop is loop:
+                if ref not in options:
+                    options.append(ref)
+            else:
+                defaults.add(ref)
+        if len(defaults) != 1 or not options:
+            raise _Mismatch(self._clusters_by_slot(j, per_sample))
+        default = defaults.pop()
+        for sid, refs in per_sample.items():
+            present = [o for o in options if sid in self.entry_of[o[1]].items]
+            want = present[0] if len(present) == 1 else (default if not present else None)
+            if want != refs[j]:
+                raise _Mismatch(self._clusters_by_slot(j, per_sample))
+        return ("join", default, tuple(options))
+
+    def _clusters_by_slot(self, j, per_sample):
+        clusters: dict = {}
+        for sid, refs in per_sample.items():
+            clusters.setdefault(refs[j], []).append(sid[0])
+        absent = [n for n in range(len(self.instances)) if (n,) not in per_sample]
+        groups = list(clusters.values())
+        if groups:
+            groups[0] += absent
+        return [sorted(set(g)) for g in groups]
+
+    def _guard_raw(self, entry: _Entry) -> tuple:
+        el = next(iter(entry.items.values()))
+        return getattr(el, "body_guards", None) if entry.loop is not None else el.prov.guards
+
+    def _guard(self, entry: _Entry) -> tuple:
+        """The entry's conditions, the same in every sample, or a mismatch."""
+        per_sample = {}
+        for sid, el in entry.items.items():
+            raw = getattr(el, "body_guards", el.prov.guards) if entry.loop is not None else el.prov.guards
+            per_sample[sid] = tuple(self._translate(sid, g, entry.pos) if g is not None else None for g in raw)
+        return self._same(per_sample)
+
+    def _same(self, per_sample: dict):
+        """The one value every sample gives, else a split of the instances by value
+        (those without the entry join the first group)."""
+        values = list(per_sample.values())
+        if all(v == values[0] for v in values[1:]):
+            return values[0] if values else ()
+        if any(len(sid) > 1 for sid in per_sample):
+            raise _Mismatch(unroll=next(sid[2] for sid in per_sample if len(sid) > 1))
+        groups: dict = {}
+        for sid, value in per_sample.items():
+            groups.setdefault(repr(value), []).append(sid[0])
+        clusters = list(groups.values())
+        clusters[0] += [n for n in range(len(self.instances)) if (n,) not in per_sample]
+        raise _Mismatch([sorted(g) for g in clusters])
+
+    def _translate(self, sid, expr, pos=None):
+        """A recorded expression in template terms (values as refs), or None."""
+        if expr is None:
+            return None
+        if isinstance(expr, S.Size):
+            ref = self._ref(sid, expr.value, pos)
+            return None if ref is None else S.Size(ref, expr.axis)
+        if isinstance(expr, S.LoopVar):
+            key = self.loop_ids.get(expr.loop)
+            return None if key is None else S.LoopVar(key, expr.name)
+        if isinstance(expr, S.Local):
+            inner = self._translate(sid, expr.expr, pos)
+            return None if inner is None else S.Local(expr.name, inner)
+        if isinstance(expr, S.Op):
+            args = tuple(self._translate(sid, a, pos) for a in expr.args)
+            return None if any(a is None for a in args) else S.Op(expr.op, args)
+        return expr
+
+    # ------------------------------------------------------------ checking the template
+
+    def env(self, sid):
+        """`evaluate`'s environment in sample `sid`."""
+        n = sid[0]
+        call = self.calls[n]
+
+        def leaf(e):
+            if isinstance(e, S.Param):
+                if call is None or e.name not in call.args:
+                    raise S.Unknown(e.name)
+                return call.args[e.name]
+            if isinstance(e, S.Size):
+                value = self.value_of(sid, e.value)
+                if value is None:
+                    raise S.Unknown(str(e))
+                return self.graph.type_of(value).shape[e.axis]
+            if isinstance(e, S.LoopVar):
+                if len(sid) < 3 or sid[2] != e.loop:
+                    raise S.Unknown(str(e))
+                return sid[1]
+            raise S.Unknown(str(e))
+
+        return leaf
+
+    def value_of(self, sid, ref):
+        """The Value a ref names in a sample, or None."""
+        if ref[0] == "join":
+            for option in ref[2]:
+                value = self.value_of(sid, option)
+                if value is not None:
+                    return value
+            return self.value_of(sid, ref[1])
+        vals = self.vals.get(sid)
+        if vals is None:
+            return None
+        value = vals.get(ref)
+        if value is None and len(sid) > 1:
+            return self.value_of(sid[:1], ref)
+        if value is None and ref[0] == "chain":
+            for _, v, r in self.remaps.get(sid, ()):
+                if r == ref:
+                    return v
+        return value
+
+    def evaluate(self, sid, expr):
+        try:
+            return S.evaluate(expr, self.env(sid))
+        except (S.Unknown, RecursionError):
+            return _UNKNOWN
+
+    def _verify(self):
+        """Every sample has exactly the entries its guards and loop counts select."""
+        top = [(n,) for n in range(len(self.instances))]
+        self._verify_level(self.entries, top)
+
+    def _verify_level(self, entries, samples):
+        for entry in entries:
+            for sid in samples:
+                present = sid in entry.items
+                holds = self._holds(sid, entry.guard)
+                if present and holds is False:
+                    raise _Mismatch(self._clusters_by_presence())
+                if not present and holds is not False:
+                    if entry.kind == "loop" and self.evaluate(sid, entry.count) == entry.start:
+                        continue
+                    if self.single and not entry.guard:
+                        continue
+                    raise _Mismatch(self._clusters_by_presence())
+                if present and entry.kind == "loop":
+                    run = entry.items[sid].obj
+                    if self.evaluate(sid, entry.count) != entry.start + len(run.iterations):
+                        raise _Mismatch(unroll=entry.key)
+                    body_samples = [sid + (k, entry.key) for k in run.indices]
+                    self._verify_level(entry.body, body_samples)
+
+    def _simplify_guards(self):
+        """A condition true in every instance (or one never to be decided) is left out."""
+        top = [(n,) for n in range(len(self.instances))]
+        for entry in self._all_entries():
+            if not entry.guard:
+                continue
+            samples = top
+            if entry.loop is not None:
+                samples = [sid for e in entry.loop.body for sid in e.items] or list(entry.items)
+            kept = []
+            for g in entry.guard:
+                if g is None or all(self._holds(sid, (g,)) is True for sid in samples):
+                    continue
+                kept.append(g)
+            entry.guard = tuple(kept)
+
+    def _holds(self, sid, guard):
+        """True, False, or None where a condition is unknown or fails to evaluate."""
+        for g in guard:
+            if g is None:
+                return None
+            value = self.evaluate(sid, g)
+            if value is _UNKNOWN or not isinstance(value, bool):
+                return None
+            if not value:
+                return False
+        return True
+
+    def _clusters_by_presence(self):
+        clusters: dict = {}
+        for n in range(len(self.instances)):
+            present = tuple(entry.key for entry in self._all_entries() if any(sid[0] == n for sid in entry.items))
+            clusters.setdefault(present, []).append(n)
+        return list(clusters.values())
+
+    def _returns(self) -> list:
+        """The refs `forward` returns, in the order of the spec's `return`."""
+        end = 1 << 60
+        if self.block is None:
+            return [self._ref((0,), v, end) for _, v in self.graph.outputs]
+        per_sample = {}
+        for n, inst in enumerate(self.instances):
+            values = self._returned(n)
+            refs = [self._ref((n,), v, end) for v in values]
+            if any(r is None for r in refs):
+                raise _Mismatch([[i] for i in range(len(self.instances))])
+            per_sample[(n,)] = refs
+        counts = {len(refs) for refs in per_sample.values()}
+        if len(counts) != 1:
+            groups: dict = {}
+            for sid, refs in per_sample.items():
+                groups.setdefault(len(refs), []).append(sid[0])
+            raise _Mismatch(list(groups.values()))
+        found = []
+        for j in range(counts.pop()):
+            options = {refs[j] for refs in per_sample.values()}
+            found.append(options.pop() if len(options) == 1 else self._join(None, j, per_sample))
+        for n, inst in enumerate(self.instances):
+            self.e.returns[inst.path] = [self.value_of((n,), ref) for ref in found]
+        return found
+
+    def _returned(self, n: int) -> list:
+        """The values instance n returns that are made inside it (an input passed back is not)."""
+        call = self.calls[n]
+        inst = self.instances[n]
+        values = [v for v in call.returns if v is not None] if call is not None and call.returns else []
+        values = [v for v in values if v.node in inst.names]
+        if not values or any(v.node not in self.graph.g for v in values):
+            return list(inst.outputs)
+        return values
+
+    # ------------------------------------------------------------ names of parameters and sizes
+
+    def _prepare_names(self):
+        """Constructor atoms: the compile-time parameters and the used input sizes."""
+        self.params: list[str] = []
+        self.defaults: dict[str, object] = {}
+        self.block_params: tuple = ()
+        if self.block is not None and self.calls[0] is not None:
+            self.block_params = self.calls[0].params
+            for p in self.block_params:
+                if all(c is not None and p in c.args for c in self.calls):
+                    self.params.append(p)
+            for c in self.calls:
+                for p in c.defaults:
+                    if p in c.args:
+                        self.defaults.setdefault(p, c.args[p])
+        self.tensor_params = [p for p in self.block_params if p not in self.params]
+        self.local_size_names = {}
+        for entry in self._all_entries():
+            for sid, el in entry.items.items():
+                for expr in el.prov.exprs.values():
+                    for leaf in S.leaves(self._translate(sid, expr, entry.pos)):
+                        if isinstance(leaf, S.Local) and isinstance(leaf.expr, S.Size) and leaf.expr.value[0] == "in":
+                            self.local_size_names.setdefault((leaf.expr.value[1], leaf.expr.axis), leaf.name)
+                break
+
+
+class _Layered(dict):
+    """A body sample's refs: its own, then the instance's."""
+
+    def __init__(self, own: dict, outer: dict, top):
+        super().__init__(own)
+        self.outer, self.top = outer, top
+
+    def get(self, key, default=None):
+        if key in self:
+            return self[key]
+        return self.outer.get(key, default)
+
+    def items(self):
+        merged = dict(self.outer)
+        merged.update(dict.items(self))
+        return merged.items()
+
+
+_UNKNOWN = object()
+
+
+def _reads(el: _El) -> list:
+    """The values an element reads, in slot order."""
+    if el.kind == "node":
+        return list(el.obj.inputs)
+    return list(el.obj.inputs)
+
+
+def _what(el: _El):
+    if el.kind == "node":
+        return ("node", el.obj.op)
+    if el.kind == "call":
+        return ("call", el.obj.block)
+    return ("loop",)
+
+
+def _spec_name(el: _El | None, index: int):
+    """The spec's name for output `index` of an element, or None."""
+    if el is None:
+        return None
+    names = el.prov.names
+    count = len(el.obj.outputs) if el.kind == "node" else len(el.obj.outputs)
+    if len(names) > 1 and len(names) == count:
+        return names[index]
+    if el.kind == "node":
+        return el.obj.var if count == 1 else None
+    return names[0] if len(names) == 1 and count == 1 else None
+
+
+def _fit_pattern(samples):
+    """(a, b) with number = a * iteration + b for every (iteration, number), or None."""
+    if any(number is None for _, number in samples):
+        return None
+    by_k = {}
+    for k, number in samples:
+        if by_k.setdefault(k, number) != number:
+            return None
+    ks = sorted(by_k)
+    b = by_k[ks[0]] - ks[0]
+    a = 1
+    if len(ks) > 1:
+        a = (by_k[ks[1]] - by_k[ks[0]]) // (ks[1] - ks[0])
+        b = by_k[ks[0]] - a * ks[0]
+    if a < 1 or any(by_k[k] != a * k + b for k in ks):
+        return None
+    return a, b
+
+
+# ---------------------------------------------------------------- sizes
+
+
+def _size_samples(c: _Class, ref) -> list:
+    if ref[0] == "v":
+        return list(c.entry_of[ref[1]].items)
+    if ref[0] == "carry":
+        return [sid for entry in c.loops[ref[1]].body for sid in entry.items]
+    return [(n,) for n in range(len(c.instances)) if c.value_of((n,), ref) is not None]
+
+
+def _concrete(c: _Class, sid, ref, axis):
+    value = c.value_of(sid, ref)
+    if value is None:
+        return None
+    shape = c.graph.type_of(value).shape
+    return shape[axis] if axis < len(shape) else None
+
+
+def _int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def size_expr(c: _Class, ref, axis):
+    """An expression over the class's parameters and input sizes for a static size of a
+    value, exact in every sample; None where none is found."""
+    memo = c.__dict__.setdefault("_sizes", {})
+    key = (ref, axis)
+    if key in memo:
+        return memo[key]
+    memo[key] = None  # a size does not depend on itself
+    samples = _size_samples(c, ref)
+    concrete = {sid: _concrete(c, sid, ref, axis) for sid in samples}
+    if not samples or not all(_int(v) for v in concrete.values()):
+        return None
+    for candidate in _candidates(c, ref, axis, samples, concrete):
+        if candidate is None or not _renderable(c, candidate):
+            continue
+        if all(_same_int(c.evaluate(sid, candidate), concrete[sid]) for sid in samples):
+            candidate = _expand(c, candidate)  # over parameters and input sizes only
+            if S.constant(candidate) and not any(isinstance(x, S.Global) for x in S.leaves(candidate)):
+                candidate = S.Lit(concrete[samples[0]])  # `256`, not `64 * 4`: no name to keep
+            memo[key] = candidate
+            return candidate
+    return None
+
+
+def _all_sizes(c: _Class):
+    """Every value's sizes, in template order: each then reads only sizes already known."""
+    for entry in c._all_entries():
+        if entry.kind == "loop":
+            refs = [("carry", entry.key)]
+        else:
+            refs = [("v", entry.key, i) for i in range(len(c._outputs(*next(iter(entry.items.items())))))]
+        for ref in refs:
+            value = c.value_of(next(iter(entry.items)) if entry.kind != "loop" else (0,), ref)
+            if value is None and entry.kind == "loop":
+                samples = _size_samples(c, ref)
+                value = c.value_of(samples[0], ref) if samples else None
+            if value is not None:
+                for axis, d in enumerate(c.graph.type_of(value).shape):
+                    if _int(d):
+                        size_expr(c, ref, axis)
+
+
+def _same_int(a, b) -> bool:
+    return _int(a) and a == b
+
+
+def _renderable(c: _Class, expr) -> bool:
+    """Every size it reads has an expression of its own (else it would print a number)."""
+    for leaf in S.leaves(expr):
+        if isinstance(leaf, S.Size) and leaf.value[0] != "in" and size_expr(c, leaf.value, leaf.axis) is None:
+            return False
+    return True
+
+
+def _rank(c: _Class, ref, sid):
+    value = c.value_of(sid, ref)
+    return None if value is None else c.graph.type_of(value).rank
+
+
+def _candidates(c: _Class, ref, axis, samples, concrete):
+    sid0 = samples[0]
+    if ref[0] == "in":
+        if c.block is not None:
+            yield S.Size(ref, axis)
+            return
+    if ref[0] == "join":
+        yield S.Size(ref[1], axis)
+        for option in ref[2]:
+            yield S.Size(option, axis)
+    if ref[0] == "v":
+        entry = c.entry_of[ref[1]]
+        el = entry.items[sid0]
+        rank = _rank(c, ref, sid0)
+        if entry.kind == "node":
+            for expr in el.prov.exprs.values():
+                translated = c._translate(sid0, expr, entry.pos)
+                if isinstance(translated, S.Op) and translated.op == "tuple" and len(translated.args) == rank:
+                    translated = translated.args[axis]  # reshape((n, t, d)): axis 2 is `d`
+                if translated is not None and _int(c.evaluate(sid0, translated)):
+                    yield translated
+        else:
+            yield from _child_sizes(c, entry, el, ref, axis)
+        same_rank = [r for r in entry.inputs if r[0] != "join" and _rank(c, r, sid0) == rank]
+        for r in same_rank:
+            yield S.Size(r, axis)
+        if len(same_rank) > 1:
+            total = S.Size(same_rank[0], axis)
+            for r in same_rank[1:]:
+                total = S.Op("add", (total, S.Size(r, axis)))
+            yield total
+    if ref[0] == "carry":
+        loop = c.loops[ref[1]]
+        pre = next(iter(c._pre.get(loop.key, {}).values()), None)
+        if pre:
+            value = next(iter(pre))
+            pre_ref = c._ref((sid0[0],), value, loop.pos)
+            if pre_ref is not None:
+                yield S.Size(pre_ref, axis)
+    yield from _fits(c, ref, samples, concrete)
+
+
+def _child_sizes(c: _Class, entry, el, ref, axis):
+    """The child class's expression for the size, in this class's terms."""
+    name = c.e.cls_of.get(el.obj.path)
+    info = c.e.info.get(name)
+    if info is None:
+        return
+    expr = info.return_sizes.get((ref[2], axis))
+    if expr is None:
+        return
+    call = c.graph.calls.get(el.obj.path)
+    args = c.graph.instance_args.get(el.obj.path, {})
+    slot = {args[v]: entry.inputs[j] for j, v in enumerate(_reads(el)) if v in args and j < len(entry.inputs)}
+    sid0 = next(iter(entry.items))
+
+    def substitute(e):
+        if isinstance(e, S.Param):
+            written = call.provenance.exprs.get(e.name) if call else None
+            translated = c._translate(sid0, written, entry.pos)
+            return translated if translated is not None else S.Lit(call.args[e.name])
+        if isinstance(e, S.Size):
+            return S.Size(slot[e.value[1]], e.axis) if e.value[1] in slot else None
+        if isinstance(e, S.Op):
+            args2 = tuple(substitute(a) for a in e.args)
+            return None if any(a is None for a in args2) else S.Op(e.op, args2)
+        if isinstance(e, S.Local):
+            inner = substitute(e.expr)
+            return None if inner is None else S.Local(e.name, inner)
+        return e
+
+    yield substitute(expr)
+
+
+def _fits(c: _Class, ref, samples, concrete):
+    """Simple forms over the parameters and input sizes: `a`, `a * k`, `a // k`, `a + k`,
+    and in a loop `a + k * i`; a constant where the size never changes."""
+    values = list(concrete.values())
+    if all(v == values[0] for v in values):
+        yield S.Lit(values[0])
+    sid0 = samples[0]
+    atoms = []
+    call = c.calls[sid0[0]]
+    if call is not None:
+        for p in c.params:
+            if _int(call.args.get(p)):
+                atoms.append(S.Param(p))
+    for p in c.tensor_params:
+        value = c.value_of(sid0, ("in", p))
+        if value is None:
+            continue
+        for axis, d in enumerate(c.graph.type_of(value).shape):
+            if _int(d) and d > 0:
+                atoms.append(S.Size(("in", p), axis))
+    target = concrete[sid0]
+    loop = sid0[2] if len(sid0) > 2 else None
+    index = S.LoopVar(loop, None) if loop else None
+    for atom in atoms:
+        a = c.evaluate(sid0, atom)
+        if not _int(a) or a == 0:
+            continue
+        yield atom
+        if target % a == 0:
+            yield S.Op("mul", (atom, S.Lit(target // a)))
+        if a % target == 0 if target else False:
+            yield S.Op("floordiv", (atom, S.Lit(a // target)))
+        if index is None:
+            yield S.Op("add", (atom, S.Lit(target - a)))
+    if index is not None:  # a loop's pass i: `a + i * step`
+        by_instance: dict = {}
+        for sid in samples:
+            by_instance.setdefault(sid[0], []).append(sid)
+        pair = next((sids[:2] for sids in by_instance.values() if len(sids) > 1), None)
+        if pair is not None:
+            (first, second) = sorted(pair, key=lambda sid: sid[1])
+            rise, run = concrete[second] - concrete[first], second[1] - first[1]
+            if rise % run == 0:
+                step = rise // run
+                named = _global_named(c, step)
+                term = S.Op("mul", (index, named)) if named else S.Op("mul", (S.Lit(step), index))
+                for atom in atoms:
+                    yield S.Op("add", (atom, term))
+                yield S.Op("add", (S.Lit(concrete[first] - step * first[1]), term))
+
+
+def _global_named(c: _Class, value):
+    for name, (_, v) in c.e.globals.items():
+        if _int(v) and v == value and value not in (0, 1):
+            return S.Global(name, v)
+    return None
+
+
+def _expand(c: _Class, expr):
+    """`expr` with every size of an inner value replaced by its own expression (which is
+    already over parameters and input sizes only)."""
+    if isinstance(expr, S.Size) and (expr.value[0] != "in" or c.block is None):
+        return size_expr(c, expr.value, expr.axis)
+    if isinstance(expr, S.Op):
+        args = tuple(_expand(c, a) for a in expr.args)
+        return None if any(a is None for a in args) else S.Op(expr.op, args)
+    if isinstance(expr, S.Local):
+        inner = _expand(c, expr.expr)
+        return None if inner is None else S.Local(expr.name, inner)
+    return expr
+
+
+def _match(expected, value):
+    """"exact" where an expression's value is the attribute, "broadcast" where an int stands
+    for a uniform tuple, else None."""
+    if S.same_value(expected, _plain(value)):
+        return "exact"
+    plain = _plain(value)
+    if isinstance(plain, tuple) and plain and _int(expected) and all(S.same_value(expected, v) for v in plain):
+        return "broadcast"
+    return None
+
+
+# ---------------------------------------------------------------- writing a class
+
+
+@dataclass(frozen=True)
+class _Number(S.Lit):
+    """A size written as its number: folded with the numbers around it (`256`, not `64 * 4`)."""
+
+
+def _fold(expr):
+    if not isinstance(expr, S.Op):
+        return expr
+    args = tuple(_fold(a) for a in expr.args)
+    folded = S.Op(expr.op, args)
+    if expr.op != "tuple" and all(isinstance(a, S.Lit) for a in args) and any(isinstance(a, _Number) for a in args):
+        try:
+            value = S.evaluate(folded, lambda leaf: (_ for _ in ()).throw(S.Unknown(str(leaf))))
+        except S.Unknown:
+            return folded
+        return _Number(value)
+    return folded
+
+
+class _NoText(Exception):
+    """An expression that cannot be written in this context."""
+
+
+class _Lowering:
+    """The context `t` a registry lowering writes one node of one sample with."""
+
+    def __init__(self, writer: _Writer, entry: _Entry, sid, node: Node):
+        self.w, self.entry, self.sid, self.node = writer, entry, sid, node
+        self.init_line: str | None = None
+
     def layer(self, cls: str, *args, **kwargs) -> Code:
         """Declares the node's submodule `cls(*args, **kwargs)`; returns its attribute."""
-        node = self.node
-        if any(t.dtype == "float64" for t in node.params.values()):
+        if any(t.dtype == "float64" for t in self.node.params.values()):
             kwargs["dtype"] = Code("torch.float64")
-        attr = self._attr(node.name.rsplit(".", 1)[-1])
-        self.init_lines.append(f"{attr} = {cls}({_arguments(args, kwargs)})")
-        return Code(attr)
+        self.init_line = self.w.register(self.entry, f"{cls}({_arguments(args, kwargs, init=True)})")
+        return Code(self.w.access(self.entry))
 
     def call(self, function: str, *args, **kwargs) -> Code:
         return Code(function)(*args, **kwargs)
 
     def literal(self, value) -> Code:
+        spelled = self.w.spell(self.sid, self.entry, "value", value)
+        if isinstance(spelled, _Spelled):
+            text = spelled.spelled(False)
+            return Code.of(text if _is_primary(text) else f"({text})", atom=True)
         return Code.of(py(value), atom=True)
 
     def code(self, text: str) -> Code:
@@ -266,187 +1599,1141 @@ class _Function:
 
         Only a value made in this forward by an op whose backward does not read its own
         output, used once (here), dead after, not returned, and of the result's type."""
+        if not self.w.inplace_ok(self.entry, index):
+            return False
         value = self.node.inputs[index]
-        producer = self.graph.node(value.node)
-        return (
-            value in self.direct
-            and not REGISTRY[producer.op].grad_reads_output
-            and self.uses.get(value) == 1
-            and self.last_use.get(value) == self.position
-            and value not in self.out_values
-            and self.graph.type_of(value) == self.node.outputs[0]
-        )
+        return self.w.graph.type_of(value) == self.node.outputs[0]
 
     def dim(self, d) -> str:
+        if isinstance(d, _Spelled):
+            return d.spelled(False)
         if isinstance(d, int):
             return str(d)
+        return self.w.dim_text(d)
+
+
+class _Writer:
+    """Writes one class from its template: `__init__` and `forward` in one walk."""
+
+    def __init__(self, c: _Class):
+        self.c, self.graph, self.e = c, c.graph, c.e
+        reserved = set(self.e.class_names) | {name for name, _ in self.e.globals.values()}
+        self.init_names = Namespace(reserved)
+        self.fwd_names = Namespace(reserved)
+        taken = set(_MODULE_ATTRS)
+        for entry in c._all_entries():
+            for el in entry.items.values():
+                taken.add(el.key if entry.loop is None else _name_number(el.key)[0])
+                if entry.kind != "loop":
+                    taken.add(el.obj.name.rsplit(".", 1)[-1] if entry.kind == "node" else el.obj.path[-1])
+        self.attr_names = Namespace(taken)
+        self.param_init = {p: self.init_names.fresh(p) for p in c.params}
+        self.param_attr: dict[str, str] = {}
+        self.atoms: dict[tuple, str] = {}
+        self.static: dict = {}
+        self.init_locals: dict = {}  # (name, expression) -> (Python name, definition text)
+        self.fwd_locals: dict = {}
+        self.init_loop_var: dict[str, str] = {}
+        self.fwd_loop_var: dict[str, str] = {}
+        self.symbols: dict[str, str] = {}
+        self.init: list = []  # (depth, text)
+        self.fwd: list = []  # (depth, text, span)
+        self.init_depth = self.fwd_depth = 0
+        self.init_top: list[str] = []  # the spec's locals that read only parameters, first in __init__
+        self.fwd_top: list[str] = []
+        self.init_declared: list[set] = [set()]
+        self.fwd_declared: list[set] = [set()]
+        self.env: dict = {}  # ref -> Python text
+        self.pending: dict = {}  # ref -> inline depth, for values written inline
+        self.raw: dict = {}  # ref -> the expression of a value written inline, unparenthesized
+        self.holder: dict[str, object] = {}
+        self.forced: dict = {}
+        self.group: dict = {}  # ref -> the join or loop whose one spec value it is
+        self.bindings: list = []
+        self.sid = None
+
+    # ------------------------------------------------------------ expressions
+
+    def atom(self, param: str, axis: int) -> str:
+        key = (param, axis)
+        if key not in self.atoms:
+            name = self.c.local_size_names.get(key)
+            if name is None:
+                value = self.c.value_of((0,), ("in", param))
+                rank = self.graph.type_of(value).rank if value is not None else 0
+                first = self.c.tensor_params[:1] == [param]
+                prefix = "in_" if first else f"{param}_"
+                if axis == 1 and rank >= 3:
+                    name = prefix + "channels"
+                elif axis == rank - 1:
+                    name = prefix + "features"
+                else:
+                    name = f"{prefix}size{axis}"
+            self.atoms[key] = self.init_names.fresh(name)
+        return self.atoms[key]
+
+    def render(self, expr, init: bool) -> str:
+        if init:
+            return S.render(_fold(self._inline_sizes(expr)), self._init_leaf, self._literal_init)
+        return S.render(expr, self._fwd_leaf, self._literal_fwd)
+
+    def _inline_sizes(self, expr):
+        """In `__init__`, a value's size is written as its expression (or its number)."""
+        if isinstance(expr, S.Size) and not (expr.value[0] == "in" and self.c.block is not None):
+            inner = size_expr(self.c, expr.value, expr.axis)
+            if inner is not None:
+                return _Number(inner.value) if isinstance(inner, S.Lit) else inner
+            value = _concrete(self.c, self.sid, expr.value, expr.axis)
+            if not _int(value):
+                raise _NoText(str(expr))
+            return _Number(value)
+        if isinstance(expr, S.Op):
+            return S.Op(expr.op, tuple(self._inline_sizes(a) for a in expr.args))
+        if isinstance(expr, S.Local) and not isinstance(expr.expr, S.Size):
+            return S.Local(expr.name, self._inline_sizes(expr.expr))
+        return expr
+
+    def _literal_init(self, value) -> str:
+        if isinstance(value, D.Dim):
+            raise _NoText(str(value))
+        return py(value)
+
+    def _literal_fwd(self, value) -> str:
+        if isinstance(value, D.Dim):
+            return self.dim_text(value)
+        return py(value)
+
+    def _global(self, e) -> str:
+        if e.name in self.e.globals:
+            return self.e.globals[e.name][0]
+        return py(e.value)
+
+    def _init_leaf(self, e) -> str:
+        if isinstance(e, S.Param):
+            if e.name not in self.param_init:
+                raise _NoText(e.name)
+            return self.param_init[e.name]
+        if isinstance(e, S.Global):
+            return self._global(e)
+        if isinstance(e, S.LoopVar):
+            if e.loop not in self.init_loop_var:
+                raise _NoText(e.loop)
+            return self.init_loop_var[e.loop]
+        if isinstance(e, S.Size):
+            if e.value[0] == "in" and self.c.block is not None and self._static_input(e):
+                return self.atom(e.value[1], e.axis)
+            raise _NoText(str(e))
+        if isinstance(e, S.Local):
+            if isinstance(e.expr, S.Size) and e.expr.value[0] == "in" and self.c.block is not None:
+                return self._init_leaf(e.expr)
+            key = (e.name, e.expr)
+            if key not in self.init_locals:
+                definition = self.render(e.expr, True)
+                top = not any(isinstance(x, S.LoopVar) for x in S.leaves(e.expr))
+                self.init_locals[key] = (self.init_names.fresh(e.name), definition, top)
+            return self.init_locals[key][0]
+        raise _NoText(str(e))
+
+    def _static_input(self, e) -> bool:
+        """The input's size on this axis is a number in every instance (an atom can name it)."""
+        key = (e.value, e.axis)
+        if key not in self.static:
+            n = len(self.c.instances)
+            self.static[key] = all(_int(_concrete(self.c, (i,), e.value, e.axis)) for i in range(n))
+        return self.static[key]
+
+    def _fwd_leaf(self, e) -> str:
+        if isinstance(e, S.Param):
+            if e.name not in self.param_init:
+                raise _NoText(e.name)
+            if e.name not in self.param_attr:
+                self.param_attr[e.name] = self.attr_names.fresh(e.name)
+            return f"self.{self.param_attr[e.name]}"
+        if isinstance(e, S.Global):
+            return self._global(e)
+        if isinstance(e, S.LoopVar):
+            if e.loop not in self.fwd_loop_var:
+                raise _NoText(e.loop)
+            return self.fwd_loop_var[e.loop]
+        if isinstance(e, S.Size):
+            name = self.env.get(e.value)
+            value = self.c.value_of(self.sid, e.value)
+            if name is not None and e.value not in self.pending and name.isidentifier() and value is not None:
+                held = self.holder.get(name)
+                held_value = self.c.value_of(self.sid, held) if held is not None else None
+                if held_value is not None:
+                    shape, want = self.graph.type_of(held_value).shape, self.graph.type_of(value).shape
+                    if e.axis < len(shape) and D.equal(shape[e.axis], want[e.axis]):
+                        return f"{name}.shape[{e.axis}]"
+            size = _concrete(self.c, self.sid, e.value, e.axis)
+            if size is None:
+                raise _NoText(str(e))
+            return str(size) if _int(size) else f"({self.dim_text(size)})"
+        if isinstance(e, S.Local):
+            key = (e.name, e.expr)
+            if key not in self.fwd_locals:
+                definition = self.render(e.expr, False)
+                top = all(
+                    not isinstance(x, S.LoopVar) and (not isinstance(x, S.Size) or x.value[0] == "in")
+                    for x in S.leaves(e.expr)
+                )
+                self.fwd_locals[key] = (self.fwd_names.fresh(e.name), definition, top)
+            return self.fwd_locals[key][0]
+        raise _NoText(str(e))
+
+    def dim_text(self, d) -> str:
         text = d.text()
         for name in sorted(set(re.findall(r"[A-Za-z_]\w*", text))):
             if name not in self.symbols:
-                self.symbols[name] = self.names.fresh(name)
+                self.symbols[name] = self.fwd_names.fresh(name)
         return re.sub(r"[A-Za-z_]\w*", lambda m: self.symbols[m.group(0)], text)
 
-    # -- the class
+    def spell(self, sid, entry: _Entry, name: str, value):
+        """An attribute as the lowering sees it: spelled where the spec wrote an expression."""
+        el = entry.items[sid]
+        written = el.prov.exprs.get(name)
+        if written is None or isinstance(written, S.Lit) or isinstance(value, bool):
+            return value
+        expr = self.c._translate(sid, written, entry.pos)
+        return self._spell_expr(sid, expr, value)
+
+    def _spell_expr(self, sid, expr, value):
+        if expr is None:
+            return value
+        match = _match(self.c.evaluate(sid, expr), value)
+        if match is None:
+            return value
+        if isinstance(value, tuple) and match == "exact" and isinstance(expr, S.Op) and expr.op == "tuple":
+            if len(expr.args) == len(value):
+                value = tuple(self._spell_expr(sid, a, v) for a, v in zip(expr.args, value))
+        self.sid = sid
+        try:
+            forward = self.render(expr, False)
+        except _NoText:
+            return value
+        try:
+            init = self.render(expr, True)
+        except _NoText:
+            init = py(value) if _literal_ok(_plain(value)) else forward
+        fixed = S.constant(expr)
+        return _spelled(value, init, forward, exact=match == "exact", fixed=fixed)
+
+    def input_code(self, sid, ref, value: Value, text: str) -> Code:
+        """An input as its lowering sees it: a name (or inline expression), with its sizes."""
+        t = self.graph.type_of(value)
+        code = Code.of(text, t, atom=True)
+        sizes = []
+        for axis, d in enumerate(t.shape):
+            expr = size_expr(self.c, ref, axis) if _int(d) else None
+            if expr is None:
+                sizes.append(d)
+                continue
+            self.sid = sid
+            try:
+                init = self.render(expr, True)
+            except _NoText:
+                sizes.append(d)
+                continue
+            sizes.append(_spelled(d, init, str(d), fixed=S.constant(_expand(self.c, expr) or expr)))
+        code.sizes = tuple(sizes)
+        return code
+
+    # ------------------------------------------------------------ layers and their attributes
+
     def _attr(self, local: str) -> str:
         if local.isidentifier() and not keyword.iskeyword(local) and local not in _MODULE_ATTRS:
             if not local.startswith("_"):
                 return f"self.{local}"
         return f"self._modules[{py(local)}]"
 
-    def _bind(self, value: Value, preferred: str, position: int) -> str:
-        base = re.sub(r"\W", "_", preferred)
+    def _name_text(self, entry: _Entry) -> str:
+        prefix, a, b = entry.pattern
+        var = self.init_loop_var.get(entry.loop.key) if self._in_init else self.fwd_loop_var.get(entry.loop.key)
+        number = var if a == 1 else f"{a} * {var}"
+        number = number if b == 0 else f"{number} + {b}"
+        return f'f"{prefix}_{{{number}}}"'
+
+    def register(self, entry: _Entry, ctor: str) -> str:
+        """The `__init__` statement that makes an entry's submodule."""
+        if entry.loop is None:
+            el = next(iter(entry.items.values()))
+            return f"{self._attr(el.key)} = {ctor}"
+        self._in_init = True
+        line = f"self.add_module({self._name_text(entry)}, {ctor})"
+        self._in_init = False
+        return line
+
+    def access(self, entry: _Entry) -> str:
+        if entry.loop is None:
+            return self._attr(next(iter(entry.items.values())).key)
+        self._in_init = False
+        return f"getattr(self, {self._name_text(entry)})"
+
+    _in_init = False
+
+    # ------------------------------------------------------------ liveness
+
+    def _liveness(self):
+        c = self.c
+        self.last_use: dict = {}
+        self.uses: dict = {}
+        self.end = max((e.pos for e in c._all_entries()), default=-1) + 1
+
+        def use(ref, pos, slot=True):
+            if ref[0] == "join":
+                use(ref[1], pos, slot)
+                for option in ref[2]:
+                    use(option, pos, slot)
+            self.last_use[ref] = max(self.last_use.get(ref, -1), pos)
+            if slot:
+                self.uses[ref] = self.uses.get(ref, 0) + 1
+
+        self.consumers: dict = {}
+        for entry in c._all_entries():
+            at = entry.pos
+            outer = entry.loop
+            for slot, ref in enumerate(entry.inputs):
+                self.consumers.setdefault(ref, []).append((entry, slot))
+                where = at
+                if outer is not None and not self._inside(ref, outer):
+                    where = outer.end
+                use(ref, where)
+            for sid, el in list(entry.items.items())[:1]:
+                layer = entry.kind == "node" and (REGISTRY[el.obj.op].params or REGISTRY[el.obj.op].buffers)
+                exprs = ([] if layer else list(el.prov.exprs.values())) + list(entry.guard)
+                if entry.kind == "loop":
+                    exprs.append(el.obj.loop.count)
+                for expr in exprs:
+                    for leaf in S.leaves(c._translate(sid, expr, entry.pos)):
+                        if isinstance(leaf, S.Size):
+                            where = at if outer is None or self._inside(leaf.value, outer) else outer.end
+                            use(leaf.value, where, slot=False)
+            if entry.kind == "loop":
+                pre = {c._ref(top, v, entry.pos) for top, values in c._pre.get(entry.key, {}).items() for v in values}
+                for ref in pre - {None}:
+                    use(ref, entry.pos)
+        for ref in c.returns:
+            use(ref, self.end)
+
+    def _inside(self, ref, loop: _Entry) -> bool:
+        if ref[0] == "carry":
+            return ref[1] == loop.key
+        if ref[0] == "v":
+            return self.c.entry_of[ref[1]].loop is loop
+        return False
+
+    def inplace_ok(self, entry: _Entry, index: int) -> bool:
+        if index >= len(entry.inputs):
+            return False
+        ref = entry.inputs[index]
+        if ref[0] != "v":
+            return False
+        producer = self.c.entry_of[ref[1]]
+        if producer.kind != "node" or producer.loop is not entry.loop:
+            return False
+        op = next(iter(producer.items.values())).obj.op
+        return (
+            not REGISTRY[op].grad_reads_output
+            and self.uses.get(ref) == 1
+            and self.last_use.get(ref) == entry.pos
+            and ref not in self.c.returns
+            and ref not in self.forced
+            and entry.guard == producer.guard
+        )
+
+    # ------------------------------------------------------------ names
+
+    def _free(self, name: str, pos: int) -> bool:
+        if name in _RESERVED or name in self.e.class_names:
+            return False
+        holder = self.holder.get(name)
+        if holder is None:
+            return name not in self.fwd_names.used
+        return self.last_use.get(holder, -1) <= pos and holder not in self.forced
+
+    def _take(self, name: str, ref, pos: int, spec=None) -> str:
+        held = self.holder.get(name)
+        if held is not None and held[0] == "released":
+            self.group.setdefault(ref, held[1])  # computing the join's value in its block
+        self.fwd_names.used.add(name)
+        self.holder[name] = ref
+        self.env[ref] = name
+        self.bindings.append([name, ref, spec, pos, self.last_use.get(ref, pos), self.group.get(ref, ref)])
+        return name
+
+    def _fresh(self, base: str, pos: int) -> str:
+        base = re.sub(r"\W", "_", base) or "v"
+        if base[0].isdigit():
+            base = "_" + base
         candidate, k = base, 1
-        while True:
-            if candidate in _RESERVED or candidate in self.emitter.class_names or candidate in self.symbols.values():
-                candidate = base + "_"
-            holder = self.holder.get(candidate)
-            free = holder is None and candidate not in self.names.used
-            reusable = holder is not None and self.last_use.get(holder, -1) <= position
-            if free or reusable:
-                break
+        while not self._free(candidate, pos):
+            if candidate in _RESERVED or candidate in self.e.class_names:
+                base = base + "_"
+                candidate = base
+                continue
             candidate, k = f"{base}_{k}", k + 1
-        self.names.used.add(candidate)
-        self.holder[candidate] = value
-        self.env[value] = candidate
         return candidate
 
-    def _preferred(self, value: Value) -> str:
-        node = self.graph.node(value.node)
-        if node.op == "input":
-            return node.name
-        return node.var or node.op
+    def _named(self, entry: _Entry, ref, spec):
+        """The spec's name for a value: its statement's variable where the value is that
+        statement's result or is piped on (`y = x -> conv -> bn`), not for an operand inside
+        it (`concat(a, a * 0.0)`: the product has no name)."""
+        if spec is None:
+            return None
+        mine = self._span(entry)
+        for consumer, slot in self.consumers.get(ref, ()):
+            if consumer.kind != "loop" and self._span(consumer) == mine and slot != 0:
+                return None
+        return spec
 
-    def emit(self):
-        params = []
-        names = self.graph.instance_args.get(self.inst.path, {})
-        for v in self.arg_values:
-            params.append(self._bind(v, names.get(v) or self._preferred(v), -1))
-        for position, item in enumerate(self.inst.items):
-            if isinstance(item, Instance):
-                self._child(item, position)
+    def _bind_one(self, entry: _Entry, ref, spec, op: str, text: str, depth_in: int):
+        """Names a single result, or keeps it to be written inline; returns the name or None."""
+        pos = entry.pos
+        spec = self._named(entry, ref, spec)
+        if ref in self.forced:
+            return self._take(self.forced[ref], ref, pos, spec)
+        if spec and self._free(spec, pos):
+            return self._take(spec, ref, pos, spec)
+        inline = self._inline_ok(entry, ref) and (depth_in < 4 or ref in self.c.returns)
+        if inline and (ref in self.c.returns or len(entry.inputs) != 1):
+            return self._inline(ref, text, depth_in)
+        if spec is None and len(entry.inputs) == 1:
+            for r in entry.inputs:
+                name = self.env.get(r)
+                if (
+                    name
+                    and r not in self.pending
+                    and r[0] in ("v", "in")
+                    and self.holder.get(name) == r
+                    and self.last_use.get(r) == pos
+                    and self._free(name, pos)
+                ):
+                    return self._take(name, ref, pos, spec)
+        if inline:
+            return self._inline(ref, text, depth_in)
+        return self._take(self._fresh(spec or op, pos), ref, pos, spec)
+
+    def _inline(self, ref, text: str, depth_in: int):
+        """Keeps a value to be written inside the expression that reads it."""
+        self.env[ref] = text if _is_primary(text) else f"({text})"
+        self.raw[ref] = text
+        self.pending[ref] = depth_in + 1
+        return None
+
+    def _inline_ok(self, entry: _Entry, ref) -> bool:
+        if self.uses.get(ref) != 1 or ref in self.forced or ref in self.c.returns and not self._last(entry):
+            return False
+        if ref in self.c.returns:
+            return self._last(entry) and len(self.c.returns) == 1 and entry.loop is None and not entry.guard
+        nxt = self.next_entry.get(entry.key)
+        if nxt is None or self.last_use.get(ref) != nxt.pos or ref not in nxt.inputs:
+            return False
+        return nxt.loop is entry.loop and nxt.guard == entry.guard and nxt.kind != "loop"
+
+    def _last(self, entry: _Entry) -> bool:
+        return entry.loop is None and self.next_entry.get(entry.key) is None
+
+    # ------------------------------------------------------------ statements
+
+    def emit_init(self, text: str):
+        self._declare(text, True)
+        self.init.append((self.init_depth, text))
+
+    def emit_fwd(self, text: str, span=None):
+        at = len(self.fwd)
+        while span is not None and at > 0 and self.fwd[at - 1][2] == span and self.fwd[at - 1][0] == self.fwd_depth:
+            at -= 1  # the spec's locals go before the statement's first line
+        before = len(self.fwd)
+        self._declare(text, False)
+        added = self.fwd[before:]
+        del self.fwd[before:]
+        self.fwd[at:at] = added
+        self.fwd.append((self.fwd_depth, text, span))
+
+    def _declare(self, text: str, init: bool):
+        """Writes the definitions of the spec's compile-time locals a statement reads, first."""
+        table = self.init_locals if init else self.fwd_locals
+        if not table:
+            return
+        declared = self.init_declared if init else self.fwd_declared
+        names = {name: (definition, top) for name, definition, top in table.values()}
+        for name in _names_in_order(text):
+            if name in names and not any(name in scope for scope in declared):
+                definition, top = names[name]
+                self._declare(definition, init)
+                line = f"{name} = {definition}"
+                if top:  # it reads only parameters and inputs: stated once, first, as the spec does
+                    declared[0].add(name)
+                    (self.init_top if init else self.fwd_top).append(line)
+                    continue
+                declared[-1].add(name)
+                if init:
+                    self.init.append((self.init_depth, line))
+                else:
+                    self.fwd.append((self.fwd_depth, line, None))
+
+    def _open(self):
+        self.init_depth += 1
+        self.fwd_depth += 1
+        self.init_declared.append(set())
+        self.fwd_declared.append(set())
+
+    def _close(self):
+        self.init_depth -= 1
+        self.fwd_depth -= 1
+        self.init_declared.pop()
+        self.fwd_declared.pop()
+
+    # ------------------------------------------------------------ the walk
+
+    def write(self) -> _ClassInfo:
+        c = self.c
+        self.cls_label = c.block or self.graph.name
+        _all_sizes(c)
+        self.next_entry: dict = {}
+        self._link(c.entries)
+        self._liveness()
+        self._joins()
+        self.forward_params = self._forward_params()
+        for p in self.forward_params:
+            name = self.fwd_names.fresh(p)
+            self._take(name, ("in", p), -1, p)
+        self.sequential = self._is_sequential()
+        self._walk(c.entries, 0)
+        span = None
+        for ref in c.returns:
+            if ref in self.pending and ref[0] == "v":
+                span = self._span(c.entry_of[ref[1]])  # the statement whose value is written inline
+        outs = [self._output(ref) for ref in c.returns]
+        return_line = "return " + ", ".join(outs) if outs else "return None"
+        self.emit_fwd(return_line, span)
+        return self._info()
+
+    def _link(self, entries):
+        for a, b in zip(entries, entries[1:]):
+            self.next_entry[a.key] = b
+        for entry in entries:
+            if entry.kind == "loop":
+                self._link(entry.body)
+
+    def _output(self, ref) -> str:
+        text = self.env.get(ref)
+        if text is None:
+            raise _Mismatch([[i] for i in range(len(self.c.instances))])
+        if self.pending.pop(ref, None) is not None:
+            return self.raw[ref]
+        return text
+
+    def _forward_params(self) -> list:
+        c = self.c
+        if c.block is None:
+            return list(self.graph.inputs)
+        read = set()
+        for entry in c._all_entries():
+            for ref in entry.inputs:
+                for r in _flat_refs(ref):
+                    if r[0] == "in":
+                        read.add(r[1])
+            for r in c.returns:
+                if r[0] == "in":
+                    read.add(r[1])
+        for pre in c.__dict__.get("_pre", {}).values():
+            for top, values in pre.items():
+                for v in values:
+                    r = c._ref(top, v)
+                    if r and r[0] == "in":
+                        read.add(r[1])
+        return [p for p in c.tensor_params if p in read]
+
+    def _joins(self):
+        """Each join: the name it takes and the layer whose guard block starts it."""
+        self.join_name: dict = {}
+        self.join_start: dict = {}
+        refs_read = [ref for entry in self.c._all_entries() for ref in entry.inputs] + list(self.c.returns)
+        for ref in refs_read:
+            if ref[0] != "join" or ref in self.join_name:
+                continue
+            first = min((self.c.entry_of[o[1]] for o in ref[2]), key=lambda e: e.pos)
+            spec = None
+            for option in ref[2]:
+                producer = self.c.entry_of[option[1]]
+                spec = spec or _spec_name(next(iter(producer.items.values())), option[2])
+            self.join_name[ref] = spec
+            self.join_start.setdefault(first.key, []).append(ref)
+        for entry in self.c.loops.values():
+            _, out = entry.chain
+            if out is not None:
+                self.forced[out] = None  # filled when the loop starts
+
+    def _walk(self, entries, level: int):
+        i = 0
+        while i < len(entries):
+            entry = entries[i]
+            if len(entry.guard) > level:
+                j = i + 1
+                while j < len(entries) and len(entries[j].guard) > level and entries[j].guard[level] == entry.guard[level]:
+                    j += 1
+                self._guarded(entries[i:j], level)
+                i = j
+                continue
+            self._entry(entry)
+            i += 1
+
+    def _guarded(self, entries, level: int):
+        cond = entries[0].guard[level]
+        for entry in entries:
+            for ref in self.join_start.get(entry.key, ()):
+                self._start_join(ref, entries[0].pos)
+        if cond is None:
+            return self._walk(entries, level + 1)
+        modules = [a for e in entries for a in self._module_attrs(e)]
+        init_at, fwd_at = len(self.init), len(self.fwd)
+        init_declared, fwd_declared = self.init_declared[-1], self.fwd_declared[-1]
+        self._open()
+        for e in entries:
+            for ref in self.join_start.get(e.key, ()):
+                name = self.env.get(ref)
+                if name:
+                    self.holder[name] = ("released", ref)  # the layers in the block overwrite it
+        self._walk(entries, level + 1)
+        self._close()
+        if len(self.init) > init_at:
+            self.sid = self._first_sid(entries)
+            self.init.insert(init_at, (self.init_depth, f"if {self._render_guard(cond, True)}:"))
+            if modules:
+                self.init.append((self.init_depth, "else:"))
+                self.init.append((self.init_depth + 1, " = ".join(modules) + " = None"))
+        if len(self.fwd) > fwd_at:
+            if modules and modules[0].startswith("self.") and "[" not in modules[0]:
+                header = f"if {modules[0]} is not None:"
             else:
-                self._node(item, position)
-        outs = [self.env[v] for v in self.out_values]
-        return params, outs
+                self.sid = self._first_sid(entries)
+                header = f"if {self._render_guard(cond, False)}:"
+            self.fwd.insert(fwd_at, (self.fwd_depth, header, None))
+            self._declare_at(fwd_at, header, False)
+        for e in entries:
+            for ref in self.join_start.get(e.key, ()):
+                self.holder[self.env[ref]] = ref
+        del init_declared, fwd_declared
 
-    def _child(self, child: Instance, position: int):
-        attr = self._attr(child.local)
-        self.init_lines.append(f"{attr} = {child.cls}()")
-        args = ", ".join(self.env[v] for v in child.inputs)
-        targets = [self._bind(v, self._preferred(v), position) for v in child.outputs]
-        if targets:
-            self.body.append((f"{', '.join(targets)} = {attr}({args})", _comment(child.call_span)))
+    def _declare_at(self, at: int, text: str, init: bool):
+        """Definitions a block header reads go before the header."""
+        before = len(self.fwd)
+        self._declare(text, init)
+        added = self.fwd[before:]
+        del self.fwd[before:]
+        self.fwd[at:at] = added
 
-    def _node(self, node: Node, position: int):
-        args = [Code.of(self.env[v], self.graph.type_of(v), atom=True) for v in node.inputs]
-        self.node, self.position = node, position
-        expression = REGISTRY[node.op].torch(self, *args, **node.attrs)
-        if isinstance(expression, InPlace):  # `y += skip`: the result takes the target's name
-            target = str(expression.target)
-            self.holder[target] = Value(node.name)
-            self.env[Value(node.name)] = target
-            self.body.append((f"{target} {expression.op} {expression.other}", _comment(node.span)))
+    def _first_sid(self, entries):
+        return next(iter(entries[0].items))
+
+    def _render_guard(self, cond, init: bool) -> str:
+        texts = set()
+        for n in range(len(self.c.instances)):
+            self.sid = (n,)
+            try:
+                texts.add(self.render(cond, init))
+            except _NoText:
+                raise _Mismatch([[i] for i in range(len(self.c.instances))]) from None
+        if len(texts) != 1:
+            raise _Mismatch([[i] for i in range(len(self.c.instances))])
+        return texts.pop()
+
+    def _module_attrs(self, entry: _Entry) -> list:
+        if entry.loop is not None or entry.kind == "loop":
+            return []
+        el = next(iter(entry.items.values()))
+        if entry.kind == "call":
+            return [self._attr(el.key)]
+        op = REGISTRY[el.obj.op]
+        return [self._attr(el.key)] if op.params or op.buffers else []
+
+    def _start_join(self, ref, pos: int):
+        if ref in self.env:
             return
-        if isinstance(expression, Code) and expression.atom:  # a name or literal: no statement
-            self.env[Value(node.name)] = str(expression)
+        default = self.env.get(ref[1])
+        if default is None:
+            raise _Mismatch([[i] for i in range(len(self.c.instances))])
+        spec = self.join_name.get(ref)
+        if default == spec or spec is None:
+            name = default
+            if ref[1] in self.pending:
+                name = self._materialize(ref[1], pos)
+            self.group[ref[1]] = ref  # the value before the block is the join's, under its name
+        else:
+            name = self._take(self._fresh(spec, pos), ref, pos, spec)
+            if ref[1] in self.pending:
+                self.pending.pop(ref[1])
+            self.emit_fwd(f"{name} = {default}")
+        self.env[ref] = name
+        self.holder[name] = ref
+        for option in ref[2]:
+            self.forced[option] = name
+            self.group[option] = ref
+
+    def _materialize(self, ref, pos: int) -> str:
+        text = self.raw.get(ref, self.env[ref])
+        self.pending.pop(ref, None)
+        base = "x"
+        if ref[0] == "v":
+            el = next(iter(self.c.entry_of[ref[1]].items.values()))
+            base = _spec_name(el, ref[2]) or (el.obj.op if el.kind == "node" else el.obj.block)
+        name = self._take(self._fresh(base, pos), ref, pos)
+        self.emit_fwd(f"{name} = {text}")
+        return name
+
+    def _entry(self, entry: _Entry):
+        if entry.kind == "loop":
+            return self._loop(entry)
+        if entry.kind == "call":
+            return self._call(entry)
+        return self._node(entry)
+
+    def _input_texts(self, entry: _Entry) -> list:
+        texts = []
+        for ref in entry.inputs:
+            text = self.env.get(ref)
+            if text is None:
+                raise _Mismatch([[i] for i in range(len(self.c.instances))])
+            texts.append(text)
+        return texts
+
+    def _consume(self, entry: _Entry) -> tuple[int, list]:
+        """Takes the inline inputs of an entry: their depth, and (written, unparenthesized)."""
+        depth, inline = 0, []
+        for ref in entry.inputs:
+            if ref in self.pending:
+                depth = max(depth, self.pending.pop(ref))
+                inline.append((self.env[ref], self.raw[ref]))
+        return depth, inline
+
+
+    def _span(self, entry: _Entry):
+        el = next(iter(entry.items.values()))
+        if el.prov.statement is not None:
+            return el.prov.statement
+        return getattr(el.obj, "span", None) if entry.kind == "node" else getattr(el.obj, "call_span", None)
+
+    def _node(self, entry: _Entry):
+        texts = self._input_texts(entry)
+        results = {}
+        for sid, el in entry.items.items():
+            self.sid = sid
+            node = el.obj
+            codes = [
+                self.input_code(sid, ref, value, text) for ref, value, text in zip(entry.inputs, node.inputs, texts)
+            ]
+            t = _Lowering(self, entry, sid, node)
+            attrs = {k: self.spell(sid, entry, k, v) for k, v in node.attrs.items()}
+            out = REGISTRY[node.op].torch(t, *codes, **attrs)
+            results[sid] = (t.init_line, _describe(out, codes))
+        first = self._agree(results)
+        init_line, (kind, payload) = first
+        depth_in, inline = self._consume(entry)
+        if kind == "expr":
+            payload = _unparen(payload, inline)
+        elif kind == "inplace":
+            payload = payload[:2] + (_unparen(payload[2], inline),)
+        if init_line:
+            self.emit_init(init_line)
+        el = next(iter(entry.items.values()))
+        node = el.obj
+        span = self._span(entry)
+        if kind == "atom":
+            self.env[("v", entry.key, 0)] = payload
             return
-        targets = [
-            self._bind(Value(node.name, i), self._preferred_output(node, i), position) for i in range(len(node.outputs))
-        ]
-        lhs = ", ".join(targets)
-        self.body.append((f"{lhs} = {expression}", _comment(node.span)))
+        if kind == "inplace":
+            index, op, other = payload
+            target_ref = entry.inputs[index]
+            target = self.env[target_ref]
+            if target_ref in self.pending or not target.isidentifier():
+                target = self._materialize(target_ref, entry.pos)
+            ref = ("v", entry.key, 0)
+            self.holder[target] = ref
+            self.env[ref] = target
+            self.bindings.append([target, ref, _spec_name(el, 0), entry.pos, self.last_use.get(ref, entry.pos), ref])
+            self.emit_fwd(f"{target} {op} {other}", span)
+            return
+        outputs = len(node.outputs)
+        if outputs == 1 and REGISTRY[node.op].n_outputs == 1:
+            ref = ("v", entry.key, 0)
+            name = self._bind_one(entry, ref, _spec_name(el, 0), node.op, payload, depth_in)
+            if name is not None:
+                self.emit_fwd(f"{name} = {payload}", span)
+            return
+        names = []
+        for i in range(outputs):
+            ref = ("v", entry.key, i)
+            spec = _spec_name(el, i)
+            base = spec or f"{node.op}_{i}"
+            names.append(self._take(self.forced.get(ref) or self._fresh(base, entry.pos), ref, entry.pos, spec))
+        lhs = ", ".join(names) if len(names) > 1 else f"({names[0]},)"
+        self.emit_fwd(f"{lhs} = {payload}", span)
 
-    def _preferred_output(self, node: Node, index: int) -> str:
-        base = node.var or node.op
-        return base if len(node.outputs) == 1 else f"{base}_{index}"
+    def _agree(self, results: dict):
+        """The one rendering every sample gives; else the samples split by rendering."""
+        values = list(results.values())
+        first = values[0]
+        if all(v == first for v in values[1:]):
+            return first
+        loops = {sid[2] for sid in results if len(sid) > 2}
+        if loops:
+            raise _Mismatch(unroll=loops.pop())
+        clusters: dict = {}
+        for sid, v in results.items():
+            clusters.setdefault(repr(v), []).append(sid[0])
+        groups = [sorted(set(g)) for g in clusters.values()]
+        present = {sid[0] for sid in results}
+        groups[0] += [n for n in range(len(self.c.instances)) if n not in present]
+        raise _Mismatch(groups)
 
-    def symbol_lines(self) -> list[str]:
-        lines = []
-        for name, var in self.symbols.items():
-            source = self._find_symbol(name)
-            if source is None:
-                where = self.inst.block or self.graph.name
-                raise NetcError(f"cannot compute the size `{name}` at run time inside `{where}` for the PyTorch module")
-            lines.append(f"{var} = {source}")
+    def _call(self, entry: _Entry):
+        texts = self._input_texts(entry)
+        results = {}
+        for sid, el in entry.items.items():
+            self.sid = sid
+            cls = self.e.cls_of.get(el.obj.path)
+            info = self.e.info.get(cls)
+            if info is None:
+                raise _Mismatch([[i] for i in range(len(self.c.instances))])
+            ctor = f"{cls}({self._ctor_args(sid, entry, el, info)})"
+            args = self.c.graph.instance_args.get(el.obj.path, {})
+            by_param = {}
+            for ref, value, text in zip(entry.inputs, _reads(el), texts):
+                if value in args:
+                    by_param[args[value]] = text
+            call_args = ", ".join(by_param.get(p, "None") for p in info.forward_params)
+            results[sid] = (self.register(entry, ctor), f"{self.access(entry)}({call_args})", len(info.returns), cls)
+        init_line, expression, count, cls = self._agree(results)
+        depth_in, inline = self._consume(entry)
+        expression = _unparen(expression, inline)
+        self.emit_init(init_line)
+        el = next(iter(entry.items.values()))
+        span = self._span(entry)
+        if self.sequential:
+            for i in range(count):
+                self.env[("v", entry.key, i)] = "_"
+            return
+        if count == 1:
+            ref = ("v", entry.key, 0)
+            name = self._bind_one(entry, ref, _spec_name(el, 0), el.obj.block, expression, depth_in)
+            if name is not None:
+                self.emit_fwd(f"{name} = {expression}", span)
+            return
+        names = []
+        for i in range(count):
+            ref = ("v", entry.key, i)
+            spec = _spec_name(el, i)
+            if self.uses.get(ref, 0) == 0 and ref not in self.c.returns:
+                names.append("_")
+                continue
+            names.append(self._take(self.forced.get(ref) or self._fresh(spec or f"{el.obj.block}_{i}", entry.pos), ref, entry.pos, spec))
+        if count:
+            lhs = ", ".join(names) if len(names) > 1 else f"({names[0]},)"
+            self.emit_fwd(f"{lhs} = {expression}", span)
+        else:
+            self.emit_fwd(expression, span)
+
+    def _ctor_args(self, sid, entry: _Entry, el: _El, info: _ClassInfo) -> str:
+        call = self.graph.calls.get(el.obj.path)
+        args = self.graph.instance_args.get(el.obj.path, {})
+        slot = {args[v]: entry.inputs[j] for j, v in enumerate(_reads(el)) if v in args and j < len(entry.inputs)}
+        omit = self._omitted(entry, info)
+        parts, keywords = [], False
+        for kind, key, pname, _default in info.params:
+            if kind == "size":
+                p, axis = key
+                ref = slot.get(p)
+                if ref is None:
+                    raise _Mismatch([[i] for i in range(len(self.c.instances))])
+                expr = size_expr(self.c, ref, axis)
+                try:
+                    text = self.render(expr, True) if expr is not None else None
+                except _NoText:
+                    text = None
+                if text is None:
+                    text = str(_concrete(self.c, sid, ref, axis))
+            else:
+                if key in omit:
+                    keywords = True
+                    continue
+                written = call.provenance.exprs.get(key) if call else None
+                value = call.args[key]
+                spelled = self._spell_expr(sid, self.c._translate(sid, written, entry.pos), value)
+                text = spelled.spelled(True) if isinstance(spelled, _Spelled) else py(value)
+            parts.append(f"{pname}={text}" if keywords else text)
+        return ", ".join(parts)
+
+    def _omitted(self, entry: _Entry, info: _ClassInfo) -> set:
+        """Parameters every call of this entry leaves to their defaults (trailing ones first)."""
+        omit = set()
+        for kind, key, _, default in info.params:
+            if kind != "param" or default is _NO_DEFAULT:
+                continue
+            calls = [self.graph.calls.get(el.obj.path) for el in entry.items.values()]
+            if all(call is not None and key in call.defaults for call in calls):
+                omit.add(key)
+        return omit
+
+    def _loop(self, entry: _Entry):
+        c = self.c
+        texts = set()
+        for sid in entry.items:
+            self.sid = sid
+            try:
+                texts.add((self.render(entry.count, True), self.render(entry.count, False)))
+            except _NoText:
+                raise _Mismatch(unroll=entry.key) from None
+        if len(texts) != 1:
+            raise _Mismatch(unroll=entry.key)
+        count_init, count_fwd = texts.pop()
+        init_var = self.init_names.fresh(entry.var or "i")
+        fwd_var = self.fwd_names.fresh(entry.var or "i")
+        self.init_loop_var[entry.key] = init_var
+        self.fwd_loop_var[entry.key] = fwd_var
+        # the carried value: iteration 0 starts from the value before the loop, under its name
+        _, out = entry.chain
+        carried = None
+        pre = c._pre.get(entry.key, {})
+        for top, values in pre.items():
+            for v in values:
+                ref = c._ref(top, v, entry.pos)
+                if ref is not None and ref in self.env:
+                    carried = self.env[ref]
+                    if ref in self.pending or not carried.isidentifier():
+                        carried = self._materialize(ref, entry.pos)
+                    break
+            if carried:
+                break
+        for top, values in pre.items():
+            for v in values:
+                self.group[c._ref(top, v, entry.pos)] = ("loop", entry.key)
+        if out is not None:
+            self.group[out] = ("loop", entry.key)
+            if carried is None:
+                el = next(iter(c.entry_of[out[1]].items.values()))
+                carried = self._fresh(_spec_name(el, out[2]) or "x", entry.pos)
+            self.forced[out] = carried
+            self.env[("carry", entry.key)] = carried
+            self.holder[carried] = ("carry", entry.key)
+            self.fwd_names.used.add(carried)
+        init_at, fwd_at = len(self.init), len(self.fwd)
+        self._open()
+        self._walk(entry.body, 0)
+        self._close()
+        if len(self.init) > init_at:
+            bounds = f"{entry.start}, {count_init}" if entry.start else count_init
+            self.init.insert(init_at, (self.init_depth, f"for {init_var} in range({bounds}):"))
+        if len(self.fwd) > fwd_at:
+            header = f"for {fwd_var} in range({f'{entry.start}, ' if entry.start else ''}{count_fwd}):"
+            self.fwd.insert(fwd_at, (self.fwd_depth, header, None))
+            self._declare_at(fwd_at, header, False)
+        if out is not None:
+            self.env[("chain", entry.key)] = carried
+            self.holder[carried] = ("chain", entry.key)
+            self.last_use.setdefault(("carry", entry.key), entry.end)
+
+    def _is_sequential(self) -> bool:
+        c = self.c
+        if c.block is None or len(self.forward_params) != 1 or len(c.returns) != 1:
+            return False
+        current = ("in", self.forward_params[0])
+        for entry in c.entries:
+            if entry.guard:
+                return False
+            if entry.kind == "call":
+                if entry.inputs != [current] or self.uses.get(current, 0) != 1:
+                    return False
+                current = ("v", entry.key, 0)
+            elif entry.kind == "loop":
+                if len(entry.body) != 1 or entry.body[0].kind != "call" or entry.body[0].guard:
+                    return False
+                body = entry.body[0]
+                if body.inputs != [("carry", entry.key)] or entry.chain[1] != ("v", body.key, 0):
+                    return False
+                if self.uses.get(current, 0) != 1:
+                    return False
+                current = ("chain", entry.key)
+            else:
+                return False
+        return c.returns == [current] and all(
+            len(self.e.info[self.e.cls_of[el.obj.path]].returns) == 1
+            for entry in c._all_entries()
+            if entry.kind == "call"
+            for el in entry.items.values()
+        )
+
+    # ------------------------------------------------------------ the class
+
+    def _info(self) -> _ClassInfo:
+        c = self.c
+        forward = None if self.sequential else self._forward_lines()
+        init_text = "\n".join([text for _, text in self.init] + self.init_top)
+        used = _names_read(init_text) | _names_read("\n".join(self._param_lines()))
+        params = []
+        for p in c.block_params:
+            if p in c.params:
+                name = self.param_init[p]
+                if name in used:
+                    params.append(["param", p, name, self.c.defaults.get(p, _NO_DEFAULT)])
+                continue
+            for (param, axis), name in sorted(self.atoms.items(), key=lambda item: item[0][1]):
+                if param == p and name in used:
+                    params.append(["size", (param, axis), name, _NO_DEFAULT])
+        for k in range(len(params) - 1, -1, -1):  # a default only where every later one has one
+            if params[k][3] is _NO_DEFAULT:
+                for earlier in params[:k]:
+                    earlier[3] = _NO_DEFAULT
+                break
+        init = ["        " + line for line in self._param_lines()]
+        for line in self.init_top:
+            init += _fit("        ", line, "")
+        for depth, text in self.init:
+            init += _fit("        " + "    " * depth, text, "")
+        return_sizes = {}
+        for j, ref in enumerate(c.returns):
+            value = c.value_of((0,), ref)
+            if value is None:
+                continue
+            for axis, d in enumerate(self.graph.type_of(value).shape):
+                if _int(d):
+                    expr = size_expr(c, ref, axis)
+                    expanded = _expand(c, expr) if expr is not None else None
+                    if expanded is not None:
+                        return_sizes[(j, axis)] = _to_signature(expanded, self)
+        self.group.update({("carry", key): ("loop", key) for key in c.loops})
+        self.group.update({("chain", key): ("loop", key) for key in c.loops})
+        bindings = [tuple(b[:5]) + (self.group.get(b[1], b[5]),) for b in self.bindings]
+        return _ClassInfo(
+            bindings,
+            [tuple(p) for p in params],
+            self.forward_params,
+            list(c.returns),
+            {k: v for k, v in return_sizes.items() if v is not None},
+            init,
+            forward,
+            "nn.Sequential" if self.sequential else "nn.Module",
+        )
+
+    def _param_lines(self) -> list:
+        read = set()
+        for _, text, _ in self.fwd:
+            read |= set(re.findall(r"\bself\.(\w+)", text))
+        return [f"self.{attr} = {self.param_init[p]}" for p, attr in self.param_attr.items() if attr in read]
+
+    def _forward_lines(self) -> list:
+        params = "".join(", " + self.env[("in", p)] for p in self.forward_params)
+        lines = _fit("    ", f"def forward(self{params}):", "")
+        for line in self._symbol_lines() + self.fwd_top:
+            lines += _fit("        ", line, "")
+        for group in _groups(self.fwd):
+            depth, span = group[0][0], group[0][2]
+            indent = "        " + "    " * depth
+            comment = _where(span)
+            if len(group) == 1:
+                lines += _fit(indent, group[0][1], comment)
+                continue
+            if comment:
+                lines.append(indent + "# " + comment)
+            for _, text, _ in group:
+                lines += _fit(indent, text, "")
         return lines
 
-    def _find_symbol(self, name: str):
-        found = symbol_source(self.graph, name, self.arg_values)
-        if found is None:
+    def _symbol_lines(self) -> list:
+        lines = []
+        c = self.c
+        inputs = [c.value_of((0,), ("in", p)) for p in self.forward_params]
+        for name, var in self.symbols.items():
+            found = symbol_source(self.graph, name, [v for v in inputs if v is not None])
+            if found is None:
+                where = c.block or self.graph.name
+                raise NetcError(f"cannot compute the size `{name}` at run time inside `{where}` for the PyTorch module")
+            value, axis = found
+            ref = c._ref((0,), value)
+            lines.append(f"{var} = {self.env[ref]}.shape[{axis}]")
+        return lines
+
+
+def _to_signature(expr, w: _Writer):
+    """A return size in terms a parent can substitute: parameters and input sizes only."""
+    for leaf in S.leaves(expr):
+        if isinstance(leaf, S.LoopVar):
             return None
-        value, axis = found
-        return f"{self.env[value]}.shape[{axis}]"  # an argument keeps its name
+        if isinstance(leaf, S.Param) and leaf.name not in w.param_init:
+            return None
+    return expr
 
 
-class TorchEmitter:
-    def __init__(self, graph: Graph, source_file: str | None = None):
-        self.graph = graph
-        self.source_file = source_file
-        self.class_names: set[str] = set()
-        self.classes: list[str] = []
+def _unparen(text: str, inline: list) -> str:
+    """Drops the parentheses around an inline input where Python does not need them (the
+    syntax tree, which has no parentheses, is the same without them)."""
+    for written, raw in inline:
+        if written == raw or written not in text:
+            continue
+        candidate = text.replace(written, raw, 1)
+        try:
+            if ast.dump(ast.parse(candidate)) == ast.dump(ast.parse(text)):
+                text = candidate
+        except SyntaxError:
+            pass
+    return text
 
-    def source(self) -> str:
-        root = instance_tree(self.graph)
-        class_ns = Namespace()
-        by_key: dict[str, Instance] = {}
-        order: list[Instance] = []
-        root.cls = network_class(self.graph.name, class_ns)  # the network's class name comes first
 
-        def visit(inst: Instance):
-            for item in inst.items:
-                if isinstance(item, Instance):
-                    visit(item)
-            if inst is root:
-                return
-            inst.key = _signature(inst, self.graph)
-            if inst.key in by_key:
-                inst.cls = by_key[inst.key].cls
-                return
-            inst.cls = class_ns.fresh(camel(inst.block), numbered=True)  # Bottleneck, Bottleneck2, ...
-            by_key[inst.key] = inst
-            order.append(inst)
 
-        visit(root)
-        self.class_names = set(class_ns.used) - _RESERVED
-        blocks = [self._class(inst, inst.inputs, inst.outputs, f"Block `{inst.block}`.") for inst in order]
-        inputs = [Value(name) for name in self.graph.inputs]
-        outputs = [v for _, v in self.graph.outputs]
-        network = self._class(root, inputs, outputs, f"Network `{self.graph.name}`.")
-        body = "\n\n".join(blocks + [network])
-        return self._header(body) + body
+def _flat_refs(ref):
+    if ref[0] == "join":
+        yield ref[1]
+        yield from ref[2]
+    else:
+        yield ref
 
-    def _header(self, body: str) -> str:
-        code = "\n".join(line.split("  #")[0] for line in body.splitlines())
-        imports = []
-        if re.search(r"\btorch\.", code):
-            imports.append("import torch")
-        if re.search(r"\bF\.", code):
-            imports.append("import torch.nn.functional as F")
-        imports.append("from torch import nn")
-        origin = (
-            re.sub(r"[^\w.\-]", "_", self.source_file.replace("\\", "/").rsplit("/", 1)[-1])
-            if self.source_file
-            else "a spec"
-        )
-        doc = f'"""{camel(self.graph.name)}: PyTorch modules generated by netc from {origin}."""'
-        return doc + "\n\n" + "\n".join(imports) + "\n\n\n"
 
-    def _class(self, inst: Instance, arg_values, out_values, doc: str) -> str:
-        fn = _Function(self, inst, self.graph, arg_values, out_values)
-        params, outs = fn.emit()
-        symbol_lines = fn.symbol_lines()
-        lines = [f"class {inst.cls}(nn.Module):", f'    """{_safe_doc(doc)}"""', ""]
-        lines += ["    def __init__(self):", "        super().__init__()"]
-        for line in fn.init_lines:
-            lines += _fit("        ", line, "")
-        lines.append("")
-        lines += _fit("    ", f"def forward(self{''.join(', ' + p for p in params)}):", "")
-        for line in symbol_lines:
-            lines += _fit("        ", line, "")
-        for code, comment in fn.body:
-            lines += _fit("        ", code, comment)
-        lines += _fit("        ", "return " + ", ".join(outs) if outs else "return None", "")
-        return "\n".join(lines) + "\n"
+def _describe(out, codes):
+    if isinstance(out, InPlace):
+        index = next(i for i, code in enumerate(codes) if code is out.target)
+        return ("inplace", (index, out.op, str(out.other)))
+    if isinstance(out, Code) and out.atom:
+        return ("atom", str(out))
+    return ("expr", str(out))
+
+
+def _names_read(text: str) -> set:
+    """The names a piece of code reads (block headers included)."""
+    names = set()
+    for line in text.splitlines() or [text]:
+        stripped = line.strip()
+        if not stripped:
+            continue
+        for candidate in (stripped, stripped + " pass", stripped.rstrip(":") + ": pass"):
+            try:
+                tree = ast.parse(candidate)
+            except SyntaxError:
+                continue
+            names |= {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+            break
+    return names
+
+
+def _names_in_order(text: str) -> list:
+    """The names a piece of code reads, in the order they appear."""
+    read = _names_read(text)
+    seen = []
+    for match in re.finditer(r"(?<![\w.])[A-Za-z_]\w*", text):
+        name = match.group(0)
+        if name in read and name not in seen:
+            seen.append(name)
+    return seen
+
+
+def _groups(lines):
+    """Consecutive statements of one spec statement, at one depth."""
+    groups = []
+    for line in lines:
+        if groups and line[2] is not None and groups[-1][0][2] == line[2] and groups[-1][0][0] == line[0]:
+            groups[-1].append(line)
+        else:
+            groups.append([line])
+    return groups
 
 
 def _safe_doc(text: str) -> str:
@@ -467,6 +2754,8 @@ def _fit(indent: str, code: str, comment: str) -> list[str]:
     head, inner = code[: open_at + 1], code[open_at + 1 : -1]
     tail = code[-1]
     inner_indent = indent + "    "
+    if code.endswith(":"):
+        tail = code[-2:]
     if len(inner_indent + inner) <= LINE_LENGTH and not inner.rstrip().endswith(","):
         return lines + [indent + head, inner_indent + inner, indent + tail]
     parts = _split_top(inner)
@@ -478,10 +2767,13 @@ def _fit(indent: str, code: str, comment: str) -> list[str]:
 
 def _outer_call(code: str):
     """The index of the `(` whose `)` ends the code, if the code ends with a call."""
+    if code.endswith(":"):
+        code = code[:-1]
     if not code.endswith((")", "]")):
         return None
     depth = 0
-    for i in range(len(code) - 1, -1, -1):
+    i = len(code) - 1
+    while i >= 0:
         c = code[i]
         if c in ")]":
             depth += 1
@@ -490,7 +2782,11 @@ def _outer_call(code: str):
             if depth == 0:
                 return i if i > 0 else None
         elif c in "\"'":
-            return None
+            start = code.rfind(c, 0, i)  # a generated string literal holds no quote of its own kind
+            if start < 0 or "\\" in code[start:i]:
+                return None
+            i = start
+        i -= 1
     return None
 
 

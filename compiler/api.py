@@ -8,8 +8,9 @@ from dataclasses import dataclass
 
 from netc.dsl.diagnostics import Diagnostic, NetcError, SourceMap
 
-from .elaborate import Limits, elaborate
+from .elaborate import elaborate
 from .ir import Graph
+from .limits import Limits
 from .loader import load_file, load_string
 from .prune import prune_unused
 
@@ -124,15 +125,16 @@ class MissingExtra(Exception):
     """An optional dependency is not installed; the message names the pip command."""
 
 
-def _compile(load, network, max_nodes, max_depth, file=None) -> CompiledNetwork:
+def _compile(load, network, limits: dict, file=None) -> CompiledNetwork:
+    limits = Limits(**limits)  # a keyword that names no limit is a TypeError, as for any function
     sources = SourceMap()
     # Elaboration allocates many small objects and no cycles worth collecting: pausing the
     # collector keeps compile time linear in the size of the network.
     collecting = gc.isenabled()
     gc.disable()
     try:
-        program = load(sources)
-        graph = elaborate(program, network, Limits(max_nodes, max_depth))
+        program = load(sources, limits)
+        graph = elaborate(program, network, limits)
         graph, warnings = prune_unused(graph)
     except NetcError as exc:
         exc.sources = sources
@@ -143,24 +145,16 @@ def _compile(load, network, max_nodes, max_depth, file=None) -> CompiledNetwork:
     return CompiledNetwork(graph, warnings, sources, file)
 
 
-def compile_file(
-    path: str | os.PathLike,
-    network: str | None = None,
-    *,
-    max_nodes: int = Limits.max_nodes,
-    max_depth: int = Limits.max_depth,
-) -> CompiledNetwork:
-    """Compiles the network of a `.net` file (the only one, or the one named)."""
-    return _compile(lambda sources: load_file(path, sources), network, max_nodes, max_depth, str(path))
+def compile_file(path: str | os.PathLike, network: str | None = None, **limits: int) -> CompiledNetwork:
+    """Compiles the network of a `.net` file (the only one, or the one named). `limits` are
+    keywords named as the fields of `compiler.limits.Limits` (`max_nodes=`, `max_depth=`,
+    `max_nesting=`, `max_source_bytes=`, `max_imports=`, `max_dim_terms=`, `max_dim_degree=`)."""
+    return _compile(lambda sources, lim: load_file(path, sources, lim), network, limits, str(path))
 
 
 def compile_string(
-    text: str,
-    network: str | None = None,
-    *,
-    file: str = "<string>",
-    max_nodes: int = Limits.max_nodes,
-    max_depth: int = Limits.max_depth,
+    text: str, network: str | None = None, *, file: str = "<string>", **limits: int
 ) -> CompiledNetwork:
-    """Compiles spec text; imports are relative to the current directory."""
-    return _compile(lambda sources: load_string(text, file, sources), network, max_nodes, max_depth)
+    """Compiles spec text; imports are relative to the current directory. `limits` as for
+    `compile_file`."""
+    return _compile(lambda sources, lim: load_string(text, file, sources, lim), network, limits)

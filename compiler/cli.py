@@ -39,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
         help="cap on elaborated nodes (default 1000000)",
     )
     check.add_argument("--max-depth", type=_positive, default=64, help="cap on nested block calls (default 64)")
+    _limit_flags(check, shown=True)
     check.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     compile_ = commands.add_parser("compile", help="compile a spec to PyTorch source or an ONNX model")
     compile_.add_argument("file", help="the .net file")
@@ -62,9 +63,36 @@ def _parser() -> argparse.ArgumentParser:
     )
     compile_.add_argument("--max-nodes", type=_positive, default=1_000_000, help=argparse.SUPPRESS)
     compile_.add_argument("--max-depth", type=_positive, default=64, help=argparse.SUPPRESS)
+    _limit_flags(compile_)
     compile_.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     _grad_parser(commands)
+    _viz_parsers(commands)
     return parser
+
+
+_LIMIT_HELP = {  # the limits beyond --max-nodes and --max-depth (compiler/limits.py)
+    "max_nesting": "cap on statements nested in repeat and if bodies",
+    "max_source_bytes": "cap on the bytes of one file and of all files read",
+    "max_imports": "cap on the files imported",
+    "max_dim_terms": "cap on the terms of a derived dimension's expression",
+    "max_dim_degree": "cap on the degree of a derived dimension's expression",
+}
+
+
+def _limit_flags(command, shown: bool = False) -> None:
+    from .limits import Limits, flag
+
+    for name, text in _LIMIT_HELP.items():
+        default = getattr(Limits, name)
+        help_text = f"{text} (default {default})" if shown else argparse.SUPPRESS
+        command.add_argument(flag(name), type=_positive, default=default, help=help_text)
+
+
+def limits(args) -> dict:
+    """The limits a command line sets, as keywords of compile_file."""
+    from .limits import LIMIT_NAMES
+
+    return {name: getattr(args, name) for name in LIMIT_NAMES if hasattr(args, name)}
 
 
 def _positive(text: str) -> int:
@@ -134,6 +162,7 @@ def _grad_parser(commands) -> None:
     grad.add_argument("--dump-ir", action="store_true", help="print the backward graph's IR with spec lines")
     grad.add_argument("--max-nodes", type=_positive, default=1_000_000, help=argparse.SUPPRESS)
     grad.add_argument("--max-depth", type=_positive, default=64, help=argparse.SUPPRESS)
+    _limit_flags(grad)
     grad.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
 
@@ -142,7 +171,7 @@ def _grad(args) -> int:
     from .grad_report import grad_report, print_report
 
     try:
-        compiled = compile_file(args.file, args.network, max_nodes=args.max_nodes, max_depth=args.max_depth)
+        compiled = compile_file(args.file, args.network, **limits(args))
         report, backward = grad_report(compiled.graph)
     except NetcError as exc:
         return _report_errors(exc, args.json)
@@ -157,6 +186,49 @@ def _grad(args) -> int:
     return EXIT_OK
 
 
+def _viz_parsers(commands) -> None:
+    """`viz` and `paths`; their work is in backends/viz.py and compiler/paths.py."""
+    viz = commands.add_parser("viz", help="draw a network: SVG, PNG, DOT or an interactive HTML page")
+    viz.add_argument("file", help="the .net file")
+    viz.add_argument(
+        "-o", "--output", required=True, help="the picture; its suffix is the format: .svg .html .dot .png"
+    )
+    viz.add_argument("--network", help="the network to draw, where the file defines several")
+    viz.add_argument("--expand", action="store_true", help="open every block (default: one box per block instance)")
+    viz.add_argument("--paths", action="store_true", help="colour each edge by the number of gradient paths through it")
+    viz.add_argument("--backward", action="store_true", help="draw the derived backward graph beside the forward")
+    viz.add_argument("--gradflow", action="store_true", help="colour each layer by its gradient norm at initialization")
+    _measure_flags(viz, "with --gradflow: ")
+    paths = commands.add_parser("paths", help="count and measure the gradient paths to every layer")
+    paths.add_argument("file", help="the .net file")
+    paths.add_argument("--network", help="the network, where the file defines several")
+    paths.add_argument(
+        "--from", dest="start", metavar="OUTPUT", help="the output the paths start from (default: the losses, else all)"
+    )
+    paths.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    gradflow = commands.add_parser("gradflow", help="measure the gradient norm reaching each layer at initialization")
+    gradflow.add_argument("file", help="the .net file")
+    gradflow.add_argument("--network", help="the network, where the file defines several")
+    _measure_flags(gradflow, "")
+    gradflow.add_argument("-o", "--output", help="plot the norms against depth: .png, .svg or .pdf (needs matplotlib)")
+    gradflow.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    for command in (viz, paths, gradflow):
+        command.add_argument("--max-nodes", type=_positive, default=1_000_000, help=argparse.SUPPRESS)
+        command.add_argument("--max-depth", type=_positive, default=64, help=argparse.SUPPRESS)
+        _limit_flags(command)
+        command.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
+
+def _measure_flags(command, prefix: str) -> None:
+    """The options of a gradient measurement (compiler/gradflow.py)."""
+    command.add_argument("--batch", type=_positive, default=8, help=prefix + "the batch size (default 8)")
+    command.add_argument("--seed", type=int, default=0, help=prefix + "the seed of inputs and weights (default 0)")
+    command.add_argument("--weights", help=prefix + "a .pt, .safetensors or .npz file of the weights")
+    command.add_argument(
+        "--dim", action="append", metavar="NAME=SIZE", help=prefix + "the size of another symbolic dimension"
+    )
+
+
 def _dispatch(args) -> int:
     if args.command == "grad":
         return _grad(args)
@@ -164,6 +236,18 @@ def _dispatch(args) -> int:
         return _check(args)
     if args.command == "compile":
         return _compile(args)
+    if args.command == "viz":
+        from netc.backends.viz import command
+
+        return command(args)
+    if args.command == "paths":
+        from .paths import command
+
+        return command(args)
+    if args.command == "gradflow":
+        from .gradflow import command
+
+        return command(args)
     raise AssertionError(args.command)
 
 
@@ -249,7 +333,7 @@ def _compile(args) -> int:
         print(f"netc: error: --target {args.target} makes a binary file: give -o FILE", file=sys.stderr)
         return EXIT_USAGE
     try:
-        compiled = compile_file(args.file, args.network, max_nodes=args.max_nodes, max_depth=args.max_depth)
+        compiled = compile_file(args.file, args.network, **limits(args))
         artifact = target.build(compiled, args)
         data = target.dump(artifact) if args.output is None else None
     except NetcError as exc:
@@ -277,7 +361,7 @@ def _check(args) -> int:
     from .api import compile_file
 
     try:
-        compiled = compile_file(args.file, args.network, max_nodes=args.max_nodes, max_depth=args.max_depth)
+        compiled = compile_file(args.file, args.network, **limits(args))
     except NetcError as exc:
         return _report_errors(exc, args.json)
     except RecursionError:

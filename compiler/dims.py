@@ -6,16 +6,59 @@ that `H + 2 - 3` folds to `H - 1` and equal expressions compare equal. Its text 
 syntax, the same text that ONNX gets as `dim_param` and `--json` prints.
 
 We compare dimensions only as far as can be proven: `provably_unequal` is true for 3 vs 4
-or for H vs H + 1, never for N vs M (they may be equal at run time).
+or for H vs H + 1, never for N vs M (they may be equal at run time). Every symbolic size is
+taken to be at least 1 at run time, so `at_least` and `at_most` bound a dimension where its
+form allows (N + 1 >= 2; -N <= -1).
+
+A spec can make a derived dimension grow without bound (`a = a * a` in a loop), so the
+arithmetic that makes one is capped: at most `Caps.terms` leaves (symbols and integers as
+the expression is written) and polynomial degree `Caps.degree`, and every coefficient
+within 64 bits. Beyond a cap the arithmetic raises `DimTooLarge`; the elaborator locates
+it at the expression that made the dimension. The caps are per compilation (`caps`).
 """
 
 from __future__ import annotations
 
+import math
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Union
 
+from netc.dsl.diagnostics import NetcError
+
 DimLike = Union[int, "Dim"]
+
+DEFAULT_MAX_TERMS = 256
+DEFAULT_MAX_DEGREE = 64
+_INT_LIMIT = 2**63
+
+
+@dataclass(frozen=True)
+class Caps:
+    terms: int = DEFAULT_MAX_TERMS  # leaves of the written expression
+    degree: int = DEFAULT_MAX_DEGREE  # symbols multiplied together
+
+
+_CAPS: ContextVar[Caps] = ContextVar("netc_dim_caps", default=Caps())
+
+
+@contextmanager
+def caps(terms: int = DEFAULT_MAX_TERMS, degree: int = DEFAULT_MAX_DEGREE):
+    """The caps for the arithmetic run inside the `with` block."""
+    token = _CAPS.set(Caps(terms, degree))
+    try:
+        yield
+    finally:
+        _CAPS.reset(token)
+
+
+class DimTooLarge(NetcError):
+    """A derived dimension past a cap; raised without a position, located by the caller."""
+
+    def __init__(self, message: str):
+        super().__init__(message, code="limit")
 
 
 @dataclass(frozen=True)
@@ -24,6 +67,9 @@ class Sym:
 
     def text(self) -> str:
         return self.name
+
+    leaves = 1
+    degree = 1
 
 
 @dataclass(frozen=True)
@@ -35,9 +81,27 @@ class OpAtom:
     right: DimLike
 
     def text(self) -> str:
+        return self._text
+
+    @cached_property
+    def _text(self) -> str:
         return (
             f"{_operand_text(self.left, self.op, left=True)} {self.op} {_operand_text(self.right, self.op, left=False)}"
         )
+
+    @cached_property
+    def leaves(self) -> int:
+        return _leaves(self.left) + _leaves(self.right)
+
+    @cached_property
+    def degree(self) -> int:
+        if self.op == "*":
+            return _degree(self.left) + _degree(self.right)
+        return max(_degree(self.left), _degree(self.right))
+
+    @cached_property
+    def key(self):
+        return (1, self.op, _key_of(self.left), _key_of(self.right))
 
 
 Atom = Union[Sym, OpAtom]
@@ -74,6 +138,15 @@ class Dim:
         return self._text
 
     @cached_property
+    def size(self) -> int:
+        """The leaves of the written expression: symbols, coefficients and the constant."""
+        return sum(atom.leaves + (abs(c) != 1) for atom, c in self.terms) + (self.const != 0)
+
+    @cached_property
+    def degree(self) -> int:
+        return max(atom.degree for atom, _ in self.terms)
+
+    @cached_property
     def _text(self) -> str:
         parts = []
         for atom, coeff in self.terms:
@@ -92,8 +165,21 @@ class Dim:
         return out
 
 
-def _atom_key(atom: Atom) -> str:
-    return atom.text()
+def _leaves(value: DimLike) -> int:
+    return 1 if isinstance(value, int) else value.size
+
+
+def _degree(value: DimLike) -> int:
+    return 0 if isinstance(value, int) else value.degree
+
+
+def _key_of(value: DimLike):
+    return (0, value) if isinstance(value, int) else (1, value.key())
+
+
+def _atom_key(atom: Atom):
+    """Structural, so that equal atoms meet without writing out their text."""
+    return (0, atom.name) if isinstance(atom, Sym) else atom.key
 
 
 def _operand_text(value: DimLike, op: str, left: bool) -> str:
@@ -111,17 +197,26 @@ def symbol(name: str) -> Dim:
     return Dim(((Sym(name), 1),))
 
 
+def _checked(value: DimLike, check: bool = True) -> DimLike:
+    """`value`, once it is within the caps (arithmetic that makes a dimension calls this)."""
+    if not check or isinstance(value, int):  # a known size: the elaborator checks it where it is used
+        return value
+    if any(not -_INT_LIMIT <= c < _INT_LIMIT for _, c in value.terms) or not -_INT_LIMIT <= value.const < _INT_LIMIT:
+        raise DimTooLarge("integer overflow: a dimension's integers must fit in 64 bits")
+    limits = _CAPS.get()
+    if value.size > limits.terms:
+        raise DimTooLarge(
+            f"a derived dimension grows past {limits.terms} terms (the limit; see --max-dim-terms)"
+        )
+    if value.degree > limits.degree:
+        raise DimTooLarge(
+            f"a derived dimension grows past degree {limits.degree} (the limit; see --max-dim-degree)"
+        )
+    return value
+
+
 def _of_atom(atom: Atom) -> Dim:
     return Dim(((atom, 1),))
-
-
-def _normalize(terms: dict, order: list, const: int) -> DimLike:
-    kept = tuple(
-        (order_atom, terms[_atom_key(order_atom)]) for order_atom in order if terms[_atom_key(order_atom)] != 0
-    )
-    if not kept:
-        return const
-    return Dim(kept, const)
 
 
 def _linear(value: DimLike):
@@ -130,36 +225,45 @@ def _linear(value: DimLike):
     return value.terms, value.const
 
 
-def add(a: DimLike, b: DimLike, sign: int = 1) -> DimLike:
+def _add(a: DimLike, b: DimLike, sign: int, check: bool) -> DimLike:
     if isinstance(a, int) and isinstance(b, int):
-        return a + sign * b
+        return _checked(a + sign * b, check)
     terms, order = {}, []
     for src, factor in ((a, 1), (b, sign)):
-        src_terms, _ = _linear(src)
-        for atom, coeff in src_terms:
+        for atom, coeff in _linear(src)[0]:
             key = _atom_key(atom)
             if key not in terms:
                 terms[key] = 0
-                order.append(atom)
+                order.append((key, atom))
             terms[key] += factor * coeff
     const = _linear(a)[1] + sign * _linear(b)[1]
-    return _normalize(terms, order, const)
+    kept = tuple((atom, terms[key]) for key, atom in order if terms[key] != 0)
+    return _checked(Dim(kept, const) if kept else const, check)
+
+
+def add(a: DimLike, b: DimLike, sign: int = 1) -> DimLike:
+    return _add(a, b, sign, True)
 
 
 def sub(a: DimLike, b: DimLike) -> DimLike:
-    return add(a, b, -1)
+    return _add(a, b, -1, True)
+
+
+def difference(a: DimLike, b: DimLike) -> DimLike:
+    """a - b for comparing, not for use as a size: never past a cap, whatever its form."""
+    return _add(a, b, -1, False)
 
 
 def mul(a: DimLike, b: DimLike) -> DimLike:
     if isinstance(a, int) and isinstance(b, int):
-        return a * b
+        return _checked(a * b)
     if isinstance(a, int):
         a, b = b, a
     if isinstance(b, int):
         if b == 0:
             return 0
-        return Dim(tuple((atom, coeff * b) for atom, coeff in a.terms), a.const * b)
-    return _of_atom(OpAtom("*", a, b))
+        return _checked(Dim(tuple((atom, coeff * b) for atom, coeff in a.terms), a.const * b))
+    return _checked(_of_atom(OpAtom("*", a, b)))
 
 
 def floordiv(a: DimLike, b: DimLike) -> DimLike:
@@ -171,9 +275,12 @@ def floordiv(a: DimLike, b: DimLike) -> DimLike:
             return a
         if all(c % b == 0 for _, c in a.terms) and a.const % b == 0:
             return Dim(tuple((atom, c // b) for atom, c in a.terms), a.const // b)
+        inner = _only_atom(a)
+        if isinstance(inner, OpAtom) and inner.op == "//" and isinstance(inner.right, int):
+            return floordiv(inner.left, _checked(inner.right * b))  # (x // p) // q == x // (p q)
     elif a == b:
         return 1
-    return _of_atom(OpAtom("//", a, b))
+    return _checked(_of_atom(OpAtom("//", a, b)))
 
 
 def mod(a: DimLike, b: DimLike) -> DimLike:
@@ -186,24 +293,95 @@ def mod(a: DimLike, b: DimLike) -> DimLike:
             return 0
     elif a == b:
         return 0
-    return _of_atom(OpAtom("%", a, b))
+    return _checked(_of_atom(OpAtom("%", a, b)))
+
+
+def _only_atom(value: DimLike):
+    """The atom of a dimension that is one atom alone (coefficient 1, no constant)."""
+    if isinstance(value, Dim) and value.const == 0 and len(value.terms) == 1 and value.terms[0][1] == 1:
+        return value.terms[0][0]
+    return None
 
 
 def product(dims) -> DimLike:
+    """The product, its integer factors gathered into one coefficient: 3 * N * H * W."""
     out: DimLike = 1
-    for d in dims:
+    for d in sorted(dims, key=lambda d: not isinstance(d, Dim)):  # the dimensions, then the ints
         out = mul(out, d)
     return out
 
 
+def compare(a: DimLike, b: DimLike) -> int | None:
+    """1, 0 or -1 where a > b, a == b or a < b holds for every run-time size; else None."""
+    gap = difference(a, b)
+    if isinstance(gap, int):
+        return (gap > 0) - (gap < 0)
+    low, high = at_least(gap), at_most(gap)
+    if low is not None and low > 0:
+        return 1
+    if high is not None and high < 0:
+        return -1
+    return None
+
+
+def can_equal(d: DimLike, k: int) -> bool:
+    """False where `d` is never `k` at run time: 2 * N is never 3 (its coefficients' gcd
+    does not divide 3 - 0) nor 1 (it is at least 2); True where it may be."""
+    if isinstance(d, int):
+        return d == k
+    if (k - d.const) % math.gcd(*(c for _, c in d.terms)):
+        return False
+    low, high = at_least(d), at_most(d)
+    return (low is None or low <= k) and (high is None or k <= high)
+
+
 def provably_unequal(a: DimLike, b: DimLike) -> bool:
-    difference = sub(a, b)
-    return isinstance(difference, int) and difference != 0
+    """3 vs 4, H vs H + 1, 2 * N vs N and 2 * N vs 3 (sizes are at least 1); never N vs M."""
+    return not can_equal(difference(a, b), 0)
 
 
 def equal(a: DimLike, b: DimLike) -> bool:
     """Provably equal."""
-    return sub(a, b) == 0
+    return difference(a, b) == 0
+
+
+def at_least(d: DimLike) -> int | None:
+    """A lower bound of `d` at run time, every symbol being at least 1; None if unknown."""
+    if isinstance(d, int):
+        return d
+    total = d.const
+    for atom, coeff in d.terms:
+        low = _atom_at_least(atom)
+        if coeff < 0 or low is None:
+            return None
+        total += coeff * low
+    return total
+
+
+def at_most(d: DimLike) -> int | None:
+    """An upper bound of `d` at run time (every symbol at least 1); None if unknown."""
+    if isinstance(d, int):
+        return d
+    total = d.const
+    for atom, coeff in d.terms:
+        low = _atom_at_least(atom)
+        if coeff > 0 or low is None:
+            return None
+        total += coeff * low
+    return total
+
+
+def _atom_at_least(atom: Atom) -> int | None:
+    if isinstance(atom, Sym):
+        return 1
+    left, right = at_least(atom.left), at_least(atom.right)
+    if left is None or right is None or left < 0 or right < 1:
+        return None
+    if atom.op == "*":
+        return left * right
+    if atom.op == "//":
+        return left // atom.right if isinstance(atom.right, int) else 0
+    return 0  # a % b, b positive
 
 
 def is_dim(value) -> bool:

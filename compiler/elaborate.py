@@ -6,8 +6,12 @@ types inferred by its op's rule, names as LANGUAGE.md's Naming section says. Err
 collected, not raised one at a time: a failed statement binds poison and elaboration goes
 on, so every independent error is reported once.
 
-Elaboration runs compile-time code, so it is bounded: a cap on nodes, on statements
-executed, and on block call depth, each checked as it proceeds.
+Elaboration runs compile-time code, so it is bounded (compiler/limits.py), each cap checked
+as it proceeds: nodes (a call's tensor results counted one by one), steps (one per statement
+and per expression evaluated, plus the length of every tuple or string made and of every
+error message written, so that time stays linear in what a spec does), block call depth,
+and the size of derived dimensions (dims.py). A `repeat` whose count times a lower bound on
+its body's cost exceeds what is left is refused before its first pass.
 """
 
 from __future__ import annotations
@@ -23,15 +27,20 @@ from . import dims as D
 from .builder import Builder
 from .dims import Dim
 from .ir import DTYPES, FLOAT_DTYPES, Graph, Node, TensorType, Value
+from .limits import MAX_RANK, Limits
 from .loader import Program
 from .ops import CALLABLE, REGISTRY, ArgError, OpDef, ShapeError
 from .ops.registry import REQUIRED, describe, is_int, short
+from .ops.structure import split_count
+from .symbolic import FrameTrace, Tracer
 from .values import POISON, Multi, Tensor, is_poison
 
-DEFAULT_MAX_NODES = 1_000_000
-DEFAULT_MAX_DEPTH = 64
+DEFAULT_MAX_NODES = Limits.max_nodes
+DEFAULT_MAX_DEPTH = Limits.max_depth
 INT_LIMIT = 2**63  # compile-time ints stay within int64, as shapes must
 
+_ERROR_STEPS = 200  # the steps one error costs (raising, describing, deduplicating it)
+RESULT_COUNTS = {"split": split_count}  # ops whose shape rule decides their number of results
 _OPERATOR_NODES = {"add": "add", "sub": "sub", "mul": "mul", "div": "div", "matmul": "matmul"}
 _SYMBOLS = {
     "add": "+", "sub": "-", "mul": "*", "div": "/", "floordiv": "//", "mod": "%", "matmul": "@",
@@ -48,16 +57,6 @@ class _StopBody(Exception):
 
 
 @dataclass
-class Limits:
-    max_nodes: int = DEFAULT_MAX_NODES
-    max_depth: int = DEFAULT_MAX_DEPTH
-
-    @property
-    def max_steps(self) -> int:
-        return 2 * self.max_nodes + 10_000  # statements run; a real spec runs about one per node
-
-
-@dataclass
 class Frame:
     """One block instance (or the network body): its variables and naming state."""
 
@@ -66,6 +65,7 @@ class Frame:
     expansions: tuple[tuple[str, Span], ...] = ()  # (block, call span), outermost first
     counters: dict = field(default_factory=dict)
     taken: dict = field(default_factory=dict)  # local instance name -> span
+    trace: FrameTrace = field(default_factory=FrameTrace)  # how its compile-time values were written
 
     def notes(self) -> tuple[str, ...]:
         return tuple(
@@ -88,11 +88,18 @@ class Elaborator:
         self._reported: set = set()
         self.graph: Graph | None = None
         self.steps = 0
+        self.max_steps = limits.max_steps
         self.stack: list[str] = []  # block names being expanded
         self._consts: dict = {}
         self._const_busy: list[str] = []
         self._bad_blocks: set = set()
         self._hint: str | None = None  # the variable the current statement binds
+        self.extra_results = 0  # tensor results beyond the first of each node: they count as nodes
+        self._costs: dict[int, tuple] = {}  # id(statement list) -> (it, its lower-bound cost)
+        self._block_costs: dict[str, tuple[int, int]] = {}
+        self._sizes: dict[int, tuple] = {}  # id(tuple) -> (it, its item count, nested ones included)
+        self._suggestions: dict[tuple, tuple] = {}  # (undefined name, frame, names in it) -> notes
+        self.trace = Tracer(self._consts)  # keeps how compile-time values were written (symbolic.py)
 
     # ------------------------------------------------------------ entry
 
@@ -101,17 +108,20 @@ class Elaborator:
         self.graph = Graph(net.name)
         self.builder = Builder(self.graph)
         try:
-            self._bad_blocks = self._check_returns()
-            for const_name, const in self.program.consts.items():
-                self._const(const_name, const.name_span)
-            self._network(net)
+            with D.caps(self.limits.max_dim_terms, self.limits.max_dim_degree):
+                self._bad_blocks = self._check_returns()
+                for const_name, const in self.program.consts.items():
+                    self._const(const_name, const.name_span)
+                self._network(net)
         except FatalError as exc:
             for d in exc.diagnostics:
                 self.errors.append(d)
         except RecursionError:
             self.errors.append(Diagnostic("the spec nests too deeply to elaborate", net.name_span, code="limit"))
         if self.errors:
-            raise NetcError(self.errors)
+            exc = NetcError(self.errors)
+            exc.steps = self.steps  # the work done before giving up (tests bound it)
+            raise exc
         return self.graph
 
     def _pick(self, name):
@@ -140,9 +150,21 @@ class Elaborator:
 
     # ------------------------------------------------------------ diagnostics
 
+    def _tick(self, steps: int, span: Span | None):
+        """Counts `steps` of work; past the budget, a fatal error at `span`."""
+        self.steps += steps
+        if self.steps > self.max_steps:
+            self.steps = self.max_steps  # the work charged past the budget is never done
+            raise FatalError(
+                f"elaboration takes more than {self.max_steps} steps (the limit; it follows --max-nodes)",
+                span,
+                code="limit",
+            )
+
     def _record(self, exc: NetcError, frame: Frame | None):
         notes = frame.notes() if frame else ()
         for d in exc.diagnostics:
+            self._tick(_ERROR_STEPS + len(d.message) // 16, d.span)  # an error costs what many statements do
             key = (d.span, d.message)
             if key in self._reported:
                 continue
@@ -178,6 +200,7 @@ class Elaborator:
     # ------------------------------------------------------------ networks and blocks
 
     def _network(self, net: S.Network):
+        self._net = net
         if net.name in self._bad_blocks:
             return
         frame = Frame((), {})
@@ -209,6 +232,9 @@ class Elaborator:
                 frame,
             )
             dtype = "float32"
+        if len(inp.shape) > MAX_RANK:
+            self._record(NetcError(f"an input has at most {MAX_RANK} axes, got {len(inp.shape)}", inp.span), frame)
+            return self._bind(frame, inp.name, POISON)
         shape = []
         for expr in inp.shape:
             if isinstance(expr, S.Name) and expr.id not in self.program.consts:
@@ -259,6 +285,7 @@ class Elaborator:
         except _StopBody:
             return POISON
         self._hint = None
+        self.trace.statement(frame, body[-1])
         values = []
         for expr in body[-1].values:
             try:
@@ -276,26 +303,24 @@ class Elaborator:
 
     def _exec(self, stmts, frame: Frame):
         for stmt in stmts:
-            self.steps += 1
-            if self.steps > self.limits.max_steps:
-                raise FatalError(
-                    f"elaboration takes more than {self.limits.max_steps} steps",
-                    stmt.span,
-                    code="limit",
-                )
+            self._tick(1, stmt.span)
             if isinstance(stmt, S.Assign) and len(stmt.targets) == 1:
                 self._hint = stmt.targets[0]
             else:
                 self._hint = stmt.target if isinstance(stmt, S.Annotated) else None
+            self.trace.statement(frame, stmt)
             try:
                 self._stmt(stmt, frame)
             except FatalError as exc:
                 raise _located(exc, frame) from None
             except NetcError as exc:
-                self._record(exc, frame)
+                try:
+                    self._record(_located_at(exc, stmt.span), frame)
+                except FatalError as fatal:
+                    raise _located(fatal, frame) from None
                 if isinstance(stmt, S.Assert):
                     raise _StopBody() from None  # later statements may rely on what it asserts
-                for name in _assigned([stmt]):
+                for name in self._assigned(stmt):
                     frame.vars[name] = POISON
 
     def _stmt(self, stmt, frame: Frame):
@@ -307,6 +332,7 @@ class Elaborator:
                         f"this call returns {len(value.values)} values; unpack them: `{', '.join(['_'] * len(value.values))} = ...`",
                         _at_call(stmt.value),
                     )
+                self.trace.bind(frame, stmt.targets[0], stmt.value, value)
                 return self._bind(frame, stmt.targets[0], value)
             if value is POISON:
                 for target in stmt.targets:
@@ -319,25 +345,31 @@ class Elaborator:
                     _at_call(stmt.value),
                 )
             for target, v in zip(stmt.targets, value.values):
+                self.trace.bind(frame, target, None, v)
                 self._bind(frame, target, v)
         elif isinstance(stmt, S.Annotated):
             value = self._eval(stmt.value, frame)
+            self.trace.bind(frame, stmt.target, stmt.value, value)
             self._bind(frame, stmt.target, value)
             if not is_poison(value):
                 self._annotation(stmt, value, frame)
         elif isinstance(stmt, S.Repeat):
             self._repeat(stmt, frame)
         elif isinstance(stmt, S.If):
-            for cond_expr, body in stmt.branches:
+            for taken, (cond_expr, body) in enumerate(stmt.branches):
                 cond = self._condition(cond_expr, frame)
                 if cond is POISON:
-                    for name in _assigned([stmt]):
+                    for name in self._assigned(stmt):
                         frame.vars[name] = POISON
                     return
                 if cond:
-                    return self._exec(body, frame)
+                    self.trace.enter_branch(frame, stmt, taken)
+                    self._exec(body, frame)
+                    return self.trace.exit_branch(frame)
             if stmt.orelse is not None:
+                self.trace.enter_branch(frame, stmt, len(stmt.branches))
                 self._exec(stmt.orelse, frame)
+                self.trace.exit_branch(frame)
         elif isinstance(stmt, S.Assert):
             cond = self._condition(stmt.cond, frame)
             if cond is POISON or cond:
@@ -362,7 +394,7 @@ class Elaborator:
     def _repeat(self, stmt: S.Repeat, frame: Frame):
         count = self._eval(stmt.count, frame)
         if count is POISON:
-            for name in _assigned(stmt.body) | ({stmt.var} if stmt.var else set()):
+            for name in self._assigned(stmt):
                 frame.vars[name] = POISON
             return
         if isinstance(count, Dim):
@@ -377,17 +409,134 @@ class Elaborator:
                 stmt.count.span,
                 code="type",
             )
-        if count * _static_steps(stmt.body) > self.limits.max_steps:
+        steps, nodes = self._cost(stmt.body, self._scope_names(frame))
+        if count * steps > self.max_steps - self.steps or count * nodes > self.limits.max_nodes - self._nodes_used():
             raise FatalError(
-                f"repeat {count} is too large: elaboration is limited to {self.limits.max_steps} steps "
-                f"and {self.limits.max_nodes} nodes",
+                f"repeat {count} is too large: elaboration is limited to {self.max_steps} steps "
+                f"and {self.limits.max_nodes} nodes (see --max-nodes)",
                 stmt.count.span,
+                notes=(f"one pass of its body takes at least {steps} steps and makes at least {nodes} nodes",),
                 code="limit",
             )
+        loop = self.trace.enter_repeat(frame, stmt)
         for i in range(count):
             if stmt.var:
                 frame.vars[stmt.var] = i
+            self.trace.iteration(frame, loop, i)
             self._exec(stmt.body, frame)
+        self.trace.exit_repeat(frame, loop)
+
+    # ------------------------------------------------------------ static costs
+
+    def _assigned(self, stmt) -> set:
+        """The names `stmt` may bind, its nested statements included (memoized: a failing
+        statement in a loop would otherwise walk its body on every pass)."""
+        known = self._costs.get(id(stmt))
+        if known is None or known[0] is not stmt:
+            known = (stmt, _assigned([stmt]))
+            self._costs[id(stmt)] = known
+        return known[1]
+
+    def _scope_names(self, frame: Frame) -> frozenset:
+        """The names the definition running in `frame` may bind: a repeat count written as
+        one of them is not the file-level constant of that name."""
+        if frame.expansions:
+            block = self.program.blocks[frame.expansions[-1][0]]
+            own, body = {p.name for p in block.params}, block.body
+        else:
+            net = self._net
+            own = {i.name for i in net.inputs} | {e.id for i in net.inputs for e in i.shape if isinstance(e, S.Name)}
+            body = net.body
+        key = ("scope", id(body))
+        known = self._costs.get(key)
+        if known is None or known[0] is not body:
+            known = (body, frozenset(own | _assigned(body)))
+            self._costs[key] = known
+        return known[1]
+
+    def _cost(self, stmts, shadowed: frozenset) -> tuple[int, int]:
+        """A lower bound on the (steps, nodes) that one run of `stmts` takes when it
+        succeeds: its statements and expressions, the op calls and the bodies of the block
+        calls it surely makes, times the counts of the repeats whose counts are known before
+        it runs (a literal, or a file-level constant). `if` bodies count nothing."""
+        key = ("cost", id(stmts))
+        known = self._costs.get(key)
+        if known is not None and known[0] is stmts:
+            return known[1]
+        steps = nodes = 0
+        for stmt in stmts:
+            exprs: list = []
+            if isinstance(stmt, (S.Assign, S.Annotated)):
+                exprs = [stmt.value]
+            elif isinstance(stmt, S.Repeat):
+                exprs = [stmt.count]
+                count = self._static_count(stmt.count, shadowed)
+                if count:
+                    inner = self._cost(stmt.body, shadowed)
+                    steps, nodes = steps + count * inner[0], nodes + count * inner[1]
+            elif isinstance(stmt, S.If):
+                exprs = [stmt.branches[0][0]]
+            elif isinstance(stmt, S.Assert):
+                exprs = [stmt.cond]
+            else:
+                continue  # a return: run by _body, not _exec
+            steps += 1
+            for expr in exprs:
+                s, n = self._expr_cost(expr)
+                steps, nodes = steps + s, nodes + n
+        self._costs[key] = (stmts, (steps, nodes))
+        return steps, nodes
+
+    def _static_count(self, expr, shadowed: frozenset) -> int:
+        if isinstance(expr, S.Literal) and is_int(expr.value):
+            return max(0, expr.value)
+        if isinstance(expr, S.Name) and expr.id not in shadowed and is_int(self._consts.get(expr.id)):
+            return max(0, self._consts[expr.id])
+        return 0
+
+    def _expr_cost(self, expr) -> tuple[int, int]:
+        """Steps and nodes an expression surely takes: each syntax node is a step, each op
+        call a node, each block call its body's cost; the right side of `and`/`or` may not run."""
+        steps = nodes = 0
+        pending = [expr]
+        while pending:
+            e = pending.pop()
+            steps += 1
+            if isinstance(e, S.Call):
+                if e.func in self.program.blocks:
+                    s, n = self._block_cost(e.func)
+                    steps, nodes = steps + s, nodes + n
+                elif e.func in CALLABLE:
+                    nodes += 1
+                pending += list(e.args) + [kw.value for kw in e.keywords]
+            elif isinstance(e, S.Binary):
+                pending += [e.left] if e.op in ("and", "or") else [e.left, e.right]
+            elif isinstance(e, S.Unary):
+                pending.append(e.operand)
+            elif isinstance(e, S.TupleLit):
+                pending += list(e.items)
+            elif isinstance(e, S.Attribute):
+                pending.append(e.value)
+            elif isinstance(e, S.Index):
+                pending += [e.value, e.index]
+        return steps, nodes
+
+    def _block_cost(self, name: str) -> tuple[int, int]:
+        if name in self._block_costs:
+            return self._block_costs[name]
+        self._block_costs[name] = (0, 0)  # a recursive call (an error of its own) adds nothing
+        block = self.program.blocks[name]
+        shadowed = frozenset({p.name for p in block.params} | _assigned(block.body))
+        steps, nodes = self._cost(block.body, shadowed)
+        if block.body and isinstance(block.body[-1], S.Return):
+            for expr in block.body[-1].values:
+                s, n = self._expr_cost(expr)
+                steps, nodes = steps + s, nodes + n
+        self._block_costs[name] = (steps, nodes)
+        return steps, nodes
+
+    def _nodes_used(self) -> int:
+        return len(self.graph) + self.extra_results
 
     def _annotation(self, stmt: S.Annotated, value, frame: Frame):
         if not isinstance(value, Tensor):
@@ -402,6 +551,9 @@ class Elaborator:
                 return
             if not D.is_dim(d):
                 raise NetcError(f"a shape entry must be a dimension, got {describe(d)}", expr.span, code="type")
+            most = D.at_most(d)
+            if most is not None and most < 1:  # 0, -3, -N: never the size of an axis
+                raise NetcError(f"a shape entry must be a positive size, got {short(d)}", expr.span, code="shape")
             want.append(d)
         actual = value.type.shape
         wanted = "[" + ", ".join("_" if d is None else str(d) for d in want) + "]"
@@ -418,6 +570,9 @@ class Elaborator:
     # ------------------------------------------------------------ expressions
 
     def _eval(self, expr, frame: Frame):
+        self.steps += 1  # _tick, inlined: this is the hottest line of elaboration
+        if self.steps > self.max_steps:
+            self._tick(0, expr.span)
         if isinstance(expr, S.Literal):
             return _checked_int(expr.value, expr.span)
         if isinstance(expr, S.Name):
@@ -433,7 +588,10 @@ class Elaborator:
             for item, sub in zip(items, expr.items):
                 if isinstance(item, (Tensor, Multi)):
                     raise NetcError("a tuple holds compile-time values, not tensors", sub.span, code="type")
-            return POISON if is_poison(*items) else items
+            if is_poison(*items):
+                return POISON
+            self._tick(self._size(items), expr.span)  # a tuple of tuples costs all it holds
+            return items
         if isinstance(expr, S.Attribute):
             value = self._eval(expr.value, frame)
             if value is POISON:
@@ -451,13 +609,34 @@ class Elaborator:
             return self._index(expr, frame)
         raise InternalError(f"no evaluation rule for {type(expr).__name__}")
 
+    def _size(self, value) -> int:
+        """The work a compile-time value stands for: a tuple's items, nested tuples' items
+        included (measured once per tuple: parts may be shared, `t = (t, t)`), a string's
+        characters, a dimension's terms in units of 16; 1 for anything else."""
+        if isinstance(value, str):
+            return 1 + len(value)
+        if isinstance(value, Dim):
+            return 1 + value.size // 16
+        if not isinstance(value, tuple):
+            return 1
+        known = self._sizes.get(id(value))
+        if known is not None and known[0] is value:
+            return known[1]
+        size = 1 + sum(self._size(item) for item in value)
+        self._sizes[id(value)] = (value, size)
+        return size
+
     def _lookup(self, expr: S.Name, frame: Frame):
         if expr.id in frame.vars:
             return frame.vars[expr.id]
         if expr.id in self.program.consts:
             return self._const(expr.id, expr.span)
-        candidates = list(frame.vars) + list(self.program.consts)
-        notes = _suggest(expr.id, candidates)
+        key = (expr.id, frame.path, len(frame.vars))  # a frame's names only grow: same count, same names
+        notes = self._suggestions.get(key)
+        if notes is None:
+            candidates = list(frame.vars) + list(self.program.consts)
+            self._tick(len(candidates), expr.span)  # a suggestion reads every name in scope
+            notes = self._suggestions[key] = _suggest(expr.id, candidates)
         if expr.id in self.program.blocks or expr.id in CALLABLE:
             notes = (f"`{expr.id}` is an operator or block: call it, or pipe into it with `->`",)
         raise NetcError(f"undefined name `{expr.id}`", expr.span, notes=notes, code="name")
@@ -523,10 +702,13 @@ class Elaborator:
         if isinstance(value, Tensor):
             return self._node(REGISTRY["neg"], [value], {}, frame, expr.span, "neg")
         if isinstance(value, Dim):
-            return D.mul(value, -1)
+            try:
+                return D.mul(value, -1)
+            except D.DimTooLarge as exc:
+                raise _located_at(exc, expr.span) from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise NetcError(f"cannot negate {describe(value)}", expr.span, code="type")
-        return -value
+        return _checked_int(-value, expr.span)
 
     def _binary(self, expr: S.Binary, frame: Frame):
         op = expr.op
@@ -553,7 +735,15 @@ class Elaborator:
         _one_value(right, _at_call(expr.right))
         if isinstance(left, Tensor) or isinstance(right, Tensor):
             return self._tensor_binary(expr, left, right, frame)
-        return _const_binary(op, left, right, expr)
+        sizes = self._size(left) + self._size(right)
+        self._tick(sizes - 2, expr.span)  # comparing or joining tuples and strings reads them
+        try:
+            result = _const_binary(op, left, right, expr)
+        except D.DimTooLarge as exc:
+            raise _located_at(exc, expr.span) from None
+        if isinstance(result, tuple):  # a joined tuple: its size is its parts', no need to walk it
+            self._sizes[id(result)] = (result, sizes - 1)
+        return result
 
     def _tensor_binary(self, expr: S.Binary, left, right, frame: Frame):
         op = expr.op
@@ -572,7 +762,18 @@ class Elaborator:
                     expr.right.span,
                     code="type",
                 )
-            return self._node(REGISTRY["pow"], [left], {"exponent": float(right)}, frame, expr.span, "pow")
+            exponent = float(right)
+            if left.type.dtype not in FLOAT_DTYPES:  # as torch: int64 ** 2 is int64, ** 0.5 is no int
+                if not is_int(right) or right < 0:
+                    raise NetcError(
+                        f"`**` on an {left.type.dtype} tensor needs a non-negative integer exponent, "
+                        f"got {describe(right)}",
+                        expr.right.span,
+                        code="dtype",
+                    )
+                exponent = right
+            exprs = {"exponent": self.trace.expr(frame, expr.right)}
+            return self._node(REGISTRY["pow"], [left], {"exponent": exponent}, frame, expr.span, "pow", exprs=exprs)
         if op == "matmul" and not (isinstance(left, Tensor) and isinstance(right, Tensor)):
             raise NetcError("`@` needs two tensors", expr.span, code="type")
         tensor = left if isinstance(left, Tensor) else right
@@ -611,7 +812,8 @@ class Elaborator:
                 code="dtype",
             )
         value = float(value) if dtype in FLOAT_DTYPES else int(value)
-        return self._node(REGISTRY["constant"], [], {"value": value, "dtype": dtype}, frame, expr.span, "constant")
+        attrs, exprs = {"value": value, "dtype": dtype}, {"value": self.trace.expr(frame, expr)}
+        return self._node(REGISTRY["constant"], [], attrs, frame, expr.span, "constant", exprs=exprs)
 
     # ------------------------------------------------------------ calls
 
@@ -622,6 +824,7 @@ class Elaborator:
             kind = "block"
         else:
             candidates = list(CALLABLE) + list(self.program.blocks)
+            self._tick(len(candidates), expr.func_span)
             raise NetcError(
                 f"unknown operator or block `{expr.func}`",
                 expr.func_span,
@@ -719,11 +922,47 @@ class Elaborator:
                         )
                 tensors += items
                 continue
+            self._tick(self._size(value) - 1, spans[arg.name])  # validating a tuple reads all of it
             try:
                 attrs[arg.name] = arg.check(value)
             except ArgError as exc:
                 raise NetcError(f"{op.name}: `{arg.name}` {exc}", spans[arg.name], code="argument")
-        return self._node(op, tensors, attrs, frame, expr.func_span, op.name, instance_name, name_span, spans)
+        exprs = self.trace.op_exprs(frame, expr, op.args)
+        self._check_results(op, tensors, attrs, expr.func_span)
+        try:
+            result = self._node(
+                op, tensors, attrs, frame, expr.func_span, op.name, instance_name, name_span, spans, exprs
+            )
+        except D.DimTooLarge as exc:
+            raise _located_at(exc, expr.func_span) from None
+        return self._results(op, result, expr.func_span)
+
+    def _check_results(self, op: OpDef, tensors, attrs, span: Span):
+        """An op whose shape rule decides its number of results (split) is counted before
+        the rule makes them: each result counts as a node."""
+        count = RESULT_COUNTS[op.name]([t.type for t in tensors], attrs) if op.name in RESULT_COUNTS else None
+        left = self.limits.max_nodes - self._nodes_used()
+        if count is not None and count > left:
+            raise FatalError(
+                f"{op.name} would make {count} results, more than the {left} nodes left under the limit "
+                f"of {self.limits.max_nodes} (see --max-nodes)",
+                span,
+                code="limit",
+            )
+
+    def _results(self, op: OpDef, result, span: Span):
+        """The value of an op call: its results beyond the first counted as nodes, a
+        one-part split one value, no tensor of more than MAX_RANK axes."""
+        values = result.values if isinstance(result, Multi) else (result,)
+        self.extra_results += len(values) - 1
+        for value in values:
+            if value.type.rank > MAX_RANK:
+                raise NetcError(
+                    f"{op.name} makes a tensor of {value.type.rank} axes; a tensor has at most {MAX_RANK}",
+                    span,
+                    code="shape",
+                )
+        return values[0] if len(values) == 1 else result
 
     def _local_name(self, frame: Frame, func: str, instance_name, name_span, call_span) -> str:
         if instance_name is None:
@@ -743,7 +982,7 @@ class Elaborator:
         return local
 
     def _node(self, op: OpDef, tensors, attrs, frame: Frame, span: Span, func: str,
-              instance_name=None, name_span=None, arg_spans=None):  # fmt: skip
+              instance_name=None, name_span=None, arg_spans=None, exprs=None):  # fmt: skip
         local = self._local_name(frame, func, instance_name, name_span, span)
         self._check_room(span)
         try:
@@ -766,11 +1005,12 @@ class Elaborator:
             if any(isinstance(d, int) and d >= INT_LIMIT for d in t.shape):
                 self.graph.g.remove_node(node.name)
                 raise NetcError(f"{op.name} makes a dimension too large: {D.shape_text(t.shape)}", span, code="shape")
+        self.graph.provenance[node.name] = self.trace.provenance(frame, exprs)
         results = tuple(Tensor(Value(node.name, i), t) for i, t in enumerate(node.outputs))
         return results[0] if op.n_outputs == 1 else Multi(results)
 
     def _check_room(self, span: Span | None):
-        if len(self.graph) >= self.limits.max_nodes:
+        if self._nodes_used() >= self.limits.max_nodes:
             raise FatalError(
                 f"the network has more than {self.limits.max_nodes} nodes (the limit; see --max-nodes)",
                 span,
@@ -833,6 +1073,7 @@ class Elaborator:
         self.graph.instance_args[inner.path] = {
             v.value: name for name, v in reversed(bound.items()) if isinstance(v, Tensor)
         }  # reversed: where one tensor is passed twice, the first parameter names it
+        self.graph.calls[inner.path] = self.trace.block_call(frame, inner, block, expr, bound)
         self.stack.append(block.name)
         hint = self._hint
         try:
@@ -842,6 +1083,7 @@ class Elaborator:
             self._hint = hint
         if values is POISON:
             return POISON
+        self.trace.returned(self.graph, inner.path, values)
         return values[0] if len(values) == 1 else Multi(tuple(values))
 
 
@@ -874,7 +1116,7 @@ def _const_binary(op: str, a, b, expr: S.Binary):
         return same if op == "eq" else not same
     if op in ("lt", "le", "gt", "ge"):
         if isinstance(a, Dim) or isinstance(b, Dim):
-            difference = D.sub(a, b) if D.is_dim(a) and D.is_dim(b) else None
+            difference = D.difference(a, b) if D.is_dim(a) and D.is_dim(b) else None
             if not isinstance(difference, int):
                 raise NetcError(f"cannot decide at compile time whether {a} {symbol} {b}", span, code="type")
             a, b = difference, 0
@@ -985,8 +1227,14 @@ def _projection_hint(expr: S.Binary, a: tuple, b: tuple) -> str | None:
     return f"`{skip_expr.id}` has {skip[1]} channels; a projection {conv} would match"
 
 
+_SUGGEST_LENGTH = 64
+
+
 def _suggest(name: str, candidates, what: str = "") -> tuple[str, ...]:
-    close = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
+    if len(name) > _SUGGEST_LENGTH:  # difflib is quadratic in the length of the names it compares
+        return ()
+    candidates = sorted({c for c in candidates if len(c) <= _SUGGEST_LENGTH})
+    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
     return (f"did you mean `{close[0]}`?",) if close else ()
 
 
@@ -1027,22 +1275,20 @@ def _assigned(stmts) -> set:
     return names
 
 
+def _located_at(exc: NetcError, span: Span) -> NetcError:
+    """`exc`, its diagnostics that name no position put at `span` (a derived dimension past
+    its cap is raised deep in the arithmetic, which knows no position)."""
+    if all(d.span is not None for d in exc.diagnostics):
+        return exc
+    return NetcError([d if d.span is not None else replace(d, span=span) for d in exc.diagnostics])
+
+
 def _located(exc: FatalError, frame: Frame) -> FatalError:
     """Adds the block expansions around a fatal error, once, where it was raised."""
     if not getattr(exc, "located", False):
         exc.diagnostics = [replace(d, notes=d.notes + frame.notes()) for d in exc.diagnostics]
         exc.located = True
     return exc
-
-
-def _static_steps(stmts) -> int:
-    """A lower bound on the statements a body runs, multiplying out literal repeat counts."""
-    total = 0
-    for stmt in stmts:
-        total += 1
-        if isinstance(stmt, S.Repeat) and isinstance(stmt.count, S.Literal) and is_int(stmt.count.value):
-            total += max(0, stmt.count.value) * _static_steps(stmt.body)
-    return max(1, total)
 
 
 def _returns(stmts):

@@ -16,6 +16,9 @@ def atomic_open(target: str | os.PathLike):
     try:
         with os.fdopen(fd, "wb") as out:
             yield out
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make outputs private
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):

@@ -69,7 +69,7 @@ def max_derivative(op: str, attrs: dict) -> float | None:
     return None if rule is None else rule(attrs)
 
 
-@dataclass
+@dataclass(slots=True)
 class LayerPaths:
     name: str
     op: str
@@ -438,3 +438,155 @@ def _maxplus(a: list[float], b: list[float]) -> list[float]:
                 if v > out[i + j]:
                     out[i + j] = v
     return out
+
+
+# ---------------------------------------------------------------- `netc paths`
+
+
+def count_text(n: int) -> str:
+    """An exact count, or its leading digits and size when it is long."""
+    if n < 10**18:
+        return f"{n:,}"
+    digits = math.log10(n)
+    exponent = int(digits)
+    mantissa = 10 ** (digits - exponent)
+    if mantissa >= 9.995:
+        mantissa, exponent = 1.0, exponent + 1
+    return f"{mantissa:.2f}e{exponent}"
+
+
+def bound_text(log10: float | None) -> str:
+    """10 ** log10, readable at any size: `1`, `0.25`, `9.54e-07`, `1.00e-6020`."""
+    if log10 is None:
+        return "unbounded"
+    if -4 < log10 < 6:
+        return f"{10**log10:.4g}"
+    exponent = math.floor(log10)
+    return f"{10 ** (log10 - exponent):.2f}e{exponent}"
+
+
+def command(args) -> int:
+    """`netc paths FILE [--network NAME] [--from OUTPUT] [--json]`."""
+    collecting = gc.isenabled()
+    gc.disable()  # a big graph is millions of live objects: each full collection walks them all
+    try:
+        return _command(args)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _command(args) -> int:
+    import json
+    import sys
+
+    from netc.dsl.diagnostics import NetcError
+
+    from .api import compile_file
+    from .cli import EXIT_OK, EXIT_USAGE, _report_errors, limits
+
+    try:
+        compiled = compile_file(args.file, args.network, **limits(args))
+    except NetcError as exc:
+        return _report_errors(exc, args.json)
+    except RecursionError:
+        exc = NetcError(f"{args.file}: the spec nests too deeply to compile", code="limit")
+        return _report_errors(exc, args.json)
+    graph = compiled.graph
+    try:
+        report = analyze(graph, [args.start] if args.start else None)
+    except KeyError:
+        names = ", ".join(n for n, _ in graph.outputs)
+        print(f"netc: error: {graph.name} has no output named {args.start!r} (its outputs: {names})", file=sys.stderr)
+        return EXIT_USAGE
+    if args.json:
+        limit = getattr(sys, "get_int_max_str_digits", lambda: 0)()
+        if limit:  # path counts run to thousands of digits; Python caps int -> str at 4300
+            sys.set_int_max_str_digits(0)
+        try:
+            sys.stdout.write(json.dumps(report.to_json()) + "\n")
+        finally:
+            if limit:
+                sys.set_int_max_str_digits(limit)
+        return EXIT_OK
+    print_report(report)
+    return EXIT_OK
+
+
+_RICH_ROWS = 1000  # past this, plain columns: rich costs about a millisecond a row
+
+
+def print_report(report: PathReport, file=None) -> None:
+    """The tables of `netc paths`, written in one piece (a closed pipe stays a BrokenPipeError)."""
+    import io
+    import sys
+
+    out = file or sys.stdout
+    text = io.StringIO()
+    starts = ", ".join(report.outputs) or "no float output"
+    for name, p in report.inputs.items():
+        if not p.paths:
+            text.write(f"input {name}: no gradient path reaches it\n\n")
+            continue
+        lengths = list(p.histogram)
+        title = (
+            f"input {name}: {count_text(p.paths)} gradient path{'s' * (p.paths != 1)} from {starts}, "
+            f"{min(lengths)} to {max(lengths)} parameterized layers long"
+        )
+        rows = []
+        for length, count in p.histogram.items():
+            share = count / p.paths if p.paths < 2**1000 else math.exp(math.log(count) - math.log(p.paths))
+            bound = bound_text(p.attenuation_log10[length])
+            rows.append((str(length), count_text(count), f"{100 * share:.3g}%", bound))
+        _table(text, out, title, ("Length", "Paths", "Share", "Bound"), rows)
+    rows = []
+    for layer in report.layers:
+        if layer.paths:
+            factors = f"{layer.factors_shortest}..{layer.factors_longest}"
+            bound = bound_text(layer.attenuation_log10)
+            rows.append(
+                (layer.name, layer.op, count_text(layer.paths), str(layer.shortest), str(layer.longest), factors, bound)
+            )
+        else:
+            rows.append((layer.name, layer.op, "0", "", "", "", ""))
+    title = f"layers of {report.network}: gradient paths from {starts}"
+    _table(text, out, title, ("Layer", "Op", "Paths", "Shortest", "Longest", "Factors", "Bound"), rows)
+    text.write(
+        "Lengths count the parameterized layers a path passes after the layer; Factors, the element-wise\n"
+        "functions it passes; Bound, the largest product of their greatest derivatives (sigmoid 0.25, relu 1).\n"
+    )
+    out.write(text.getvalue())
+    out.flush()
+
+
+def _table(text, out, title, header, rows) -> None:
+    if len(rows) > _RICH_ROWS:
+        _plain(text, title, header, rows)
+    else:
+        _rich(text, out, title, header, rows)
+
+
+def _plain(out, title, header, rows) -> None:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(r):
+        return "  ".join(c.ljust(w) if i in (0, 1) else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+
+    rule = "  ".join("-" * w for w in widths)
+    out.write("\n".join([title, line(header), rule, *map(line, rows)]) + "\n\n")
+
+
+def _rich(text, out, title, header, rows) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(show_edge=False, pad_edge=False)
+    for i, name in enumerate(header):
+        table.add_column(name, no_wrap=i == 0, justify="left" if i in (0, 1) else "right")
+    for r in rows:
+        table.add_row(*r)
+    tty = getattr(out, "isatty", lambda: False)()
+    console = Console(file=text, highlight=False, soft_wrap=False, width=None if tty else 200, force_terminal=tty)
+    console.print(title)
+    console.print(table)
+    console.print()

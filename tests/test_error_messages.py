@@ -158,12 +158,13 @@ CASES = [
         "limit-steps-of-nested-repeats",
         """
         network n(x: [N, 8]) {
-            r = 200
-            repeat 100 { repeat r { k = 1 } }
+            t = (1,)
+            repeat 30 { t = t + t }
             return x
         }
         """,
-        3, 29, "elaboration takes more than 10020 steps", limits={"max_nodes": 10},
+        3, 21, "elaboration takes more than 100200 steps (the limit; it follows --max-nodes)",
+        limits={"max_nodes": 10},
     ),
     row(
         "limit-expression-nesting",
@@ -179,6 +180,312 @@ CASES = [
         }
         """,
         2, 14, "upsample makes a dimension too large: [N, 8, 36893488147419103232, 36893488147419103232]",
+    ),
+    # ------------------------------------------------------------------ budgets (issue 12; compiler/limits.py)
+    row(
+        "limit-split-results-count-as-nodes",
+        """
+        network n(x: [2, 100000000]) {
+            y = x -> split(1)
+            return x
+        }
+        """,
+        2, 14, "split would make 100000000 results, more than the 999999 nodes left under the limit of 1000000 (see --max-nodes)",
+    ),
+    row(
+        "limit-split-results-under-a-small-cap",
+        """
+        network n(x: [2, 64]) {
+            parts = x -> split((32, 32))
+            y = x -> split(4)
+            return x
+        }
+        """,
+        2, 18, "split would make 2 results, more than the 1 nodes left", limits={"max_nodes": 2},
+    ),
+    row(
+        "limit-dimension-degree",
+        """
+        network n(x: [N, 2]) {
+            a = N
+            repeat 40 { a = a * a }
+            return x
+        }
+        """,
+        3, 21, "a derived dimension grows past degree 64 (the limit; see --max-dim-degree)",
+    ),
+    row(
+        "limit-dimension-terms",
+        """
+        network n(x: [N, 2]) {
+            a = N
+            repeat 64 { a = (a + a) // 3 + (a // 5) * (a % 7) }
+            return x
+        }
+        """,
+        3, 21, "a derived dimension grows past 256 terms (the limit; see --max-dim-terms)",
+    ),
+    row(
+        "limit-dimension-terms-flag",
+        """
+        network n(x: [N, 2]) {
+            a = N + N * N + 1
+            return x
+        }
+        """,
+        2, 9, "grows past 3 terms (the limit; see --max-dim-terms)", limits={"max_dim_terms": 3},
+    ),
+    row(
+        "limit-dimension-degree-in-a-shape-rule",
+        """
+        network n(x: [A, B, C, D]) {
+            y = x -> flatten(0)
+            return y
+        }
+        """,
+        2, 14, "grows past degree 3 (the limit; see --max-dim-degree)", limits={"max_dim_degree": 3},
+    ),
+    row(
+        "limit-dimension-coefficient-overflow",
+        """
+        network n(x: [N, 2]) {
+            a = N * 4611686018427387904
+            b = a * 4
+            return x
+        }
+        """,
+        3, 9, "integer overflow: a dimension's integers must fit in 64 bits",
+    ),
+    row(
+        "limit-dimension-degree-linear-chain",
+        """
+        network n(x: [N, 2]) {
+            a = N
+            repeat 20000 { a = a * N + N }
+            return x
+        }
+        """,
+        3, 24, "a derived dimension grows past degree 64",
+    ),
+    row(
+        "limit-statement-nesting-flag",
+        """
+        network n(x: [N, 8]) {
+            repeat 1 {
+                if true {
+                    x = x -> relu
+                }
+            }
+            return x
+        }
+        """,
+        4, 13, "statements nest more than 2 deep (the limit; see --max-nesting)", limits={"max_nesting": 2},
+    ),
+    row(
+        "limit-statement-nesting-in-an-import",
+        """
+        import "lib.net"
+        network n(x: [N, 8]) { return x }
+        """,
+        2, 16, "statements nest more than 1 deep", note="imported at", file="lib.net",
+        files={"lib.net": "block b(x) {\n    repeat 1 { x = x -> relu }\n    return x\n}\n"},
+        limits={"max_nesting": 1},
+    ),
+    row(
+        "limit-tuple-doubling",
+        """
+        network n(x: [N, 8]) {
+            t = ((1,), (1,))
+            repeat 64 { t = (t, t) }
+            return x
+        }
+        """,
+        3, 21, "elaboration takes more than 20100000 steps",
+    ),
+    row(
+        "limit-string-doubling",
+        """
+        network n(x: [N, 8]) {
+            s = "ab"
+            repeat 64 { s = s + s }
+            return x
+        }
+        """,
+        3, 21, "elaboration takes more than 20100000 steps",
+    ),
+    row(
+        "limit-repeat-count-times-block-nodes",
+        """
+        blocks = 1000000
+        block res(x) { return x + (x -> linear(8) -> relu) }
+        network n(x: [N, 8]) {
+            repeat blocks { x = res(x) }
+            return x
+        }
+        """,
+        4, 12, "repeat 1000000 is too large", note="makes at least 2 nodes",
+    ),
+    row(
+        "limit-repeat-nested-constant-count",
+        """
+        blocks = 2000
+        network n(x: [N, 8]) {
+            repeat blocks { repeat blocks { x = x -> relu } }
+            return x
+        }
+        """,
+        3, 12, "repeat 2000 is too large", note="makes at least 2000 nodes",
+    ),
+    row(
+        "limit-source-bytes-of-a-string",
+        """
+        network n(x: [N, 8]) { return x }
+        """,
+        None, None, "the spec is larger than 10 bytes (the limit; see --max-source-bytes)",
+        limits={"max_source_bytes": 10},
+    ),
+    row(
+        "limit-source-bytes-of-the-main-file",
+        None, None, None, "cannot read {tmp}/big.net: it is larger than 10 bytes (the limit; see --max-source-bytes)",
+        files={"big.net": "network n(x: [N, 8]) { return x }\n"}, target="big.net", limits={"max_source_bytes": 10},
+    ),
+    row(
+        "limit-source-bytes-of-all-files",
+        """
+        import "lib.net"
+        network n(x: [N, 8]) { return x }
+        """,
+        1, 1, 'cannot import "lib.net": the files read add up to more than 100 bytes (the limit; see --max-source-bytes)',
+        files={"lib.net": "c = 1\n" + "# padding\n" * 20}, limits={"max_source_bytes": 100},
+    ),
+    row(
+        "limit-imported-files",
+        """
+        import "m0.net"
+        network n(x: [N, 8]) { return x }
+        """,
+        1, 1, 'cannot import "m2.net": more than 2 files are imported (the limit; see --max-imports)',
+        files=import_chain(4), file="m1.net", limits={"max_imports": 2},
+    ),
+    row(
+        "import-a-device",
+        """
+        import "/dev/zero"
+        network n(x: [N, 8]) { return x }
+        """,
+        1, 1, 'cannot import "/dev/zero": it is not a regular file (a device, FIFO or socket)',
+    ),
+    row(
+        "import-a-path-with-a-nul-byte",
+        'import "a\0b"\nnetwork n(x: [N, 8]) { return x }\n',
+        1, 1, 'cannot import "a\\x00b": the path contains a NUL byte',
+    ),
+    row(
+        "input-rank-past-64",
+        "network n(x: [" + ", ".join(["1"] * 65) + "]) { return x }\n",
+        1, 11, "an input has at most 64 axes, got 65",
+    ),
+    row(
+        "reshape-rank-past-64",
+        "network n(x: [N, 8]) { return x -> reshape((" + "1, " * 64 + "-1)) }\n",
+        1, 44, "reshape to 65 axes: a tensor has at most 64",
+    ),
+    row(
+        "embedding-rank-past-64",
+        "network n(ids: int64[" + ", ".join(["2"] * 64) + "]) { return ids -> embedding(4, 2) }\n",
+        1, 231, "embedding makes a tensor of 65 axes; a tensor has at most 64",
+    ),
+    row(
+        "pow-int64-fractional-exponent",
+        """
+        network n(ids: int64[N, 4]) {
+            y = ids ** 0.5
+            return y
+        }
+        """,
+        2, 16, "`**` on an int64 tensor needs a non-negative integer exponent, got the float 0.5",
+    ),
+    row(
+        "annotation-negative-size",
+        """
+        network n(x: [N, 4]) {
+            y: [-N, 4] = x
+            return y
+        }
+        """,
+        2, 9, "a shape entry must be a positive size, got -N",
+    ),
+    row(
+        "reshape-negative-symbolic-size",
+        """
+        network n(x: [N, 4]) {
+            y = x -> reshape((-N, -1))
+            return y
+        }
+        """,
+        2, 22, "reshape needs positive sizes, got -N",
+    ),
+    row(
+        "flatten-of-a-scalar",
+        """
+        network n(x: [N, 8]) {
+            s = x -> sum((0, 1))
+            y = s -> flatten
+            return y
+        }
+        """,
+        3, 14, "flatten: start 1 is out of range for a scalar (only 0 or -1 flattens one)",
+    ),
+    row(
+        "groupnorm-one-value-per-group",
+        """
+        network n(x: [1, 8]) {
+            y = x -> groupnorm(8)
+            return y
+        }
+        """,
+        2, 24, "groupnorm: groups=8 leaves one value per group in an input of shape [1, 8]; it needs more than one",
+    ),
+    row(
+        "divide-dtypes",
+        """
+        network n(x: [N, 4], ids: int64[N, 4]) {
+            y = x / ids
+            return y
+        }
+        """,
+        2, 9, "cannot divide tensors of dtypes float32 and int64",
+    ),
+    row(
+        "divide-shapes",
+        """
+        network n(x: [N, 4], z: [N, 3]) {
+            y = x / z
+            return y
+        }
+        """,
+        2, 9, "cannot divide tensors of shapes [N, 4] and [N, 3]",
+    ),
+    row(
+        "broadcast-two-sizes-at-least-2-apart",
+        """
+        network n(x: [N, 4]) {
+            a = concat(x, x, axis=0)
+            b = concat(x, x, x, axis=0)
+            return a + b
+        }
+        """,
+        4, 12, "cannot add tensors of shapes [2 * N, 4] and [3 * N, 4]",
+    ),
+    row(
+        "broadcast-int-against-a-larger-size",
+        """
+        network n(x: [5, 4], z: [N, 4]) {
+            y = concat(z, z, z, z, z, z, axis=0)
+            return x + y
+        }
+        """,
+        3, 12, "cannot add tensors of shapes [5, 4] and [6 * N, 4]",
     ),
     # ------------------------------------------------------------------ constants, attributes, indexing
     row(
@@ -1218,7 +1525,7 @@ CASES = [
             return x
         }
         """,
-        2, 12, "repeat 1000000000 is too large: elaboration is limited to 2010000 steps and 1000000 nodes",
+        2, 12, "repeat 1000000000 is too large: elaboration is limited to 20100000 steps and 1000000 nodes",
     ),
     row(
         "full-network-several",
@@ -1240,12 +1547,12 @@ CASES = [
         """
         network n(x: [N, 8]) {
             repeat 100 {
-                x = x -> relu
+                if true { x = x -> relu }
             }
             return x
         }
         """,
-        3, 18, "the network has more than 50 nodes (the limit; see --max-nodes)", limits={"max_nodes": 50},
+        3, 28, "the network has more than 50 nodes (the limit; see --max-nodes)", limits={"max_nodes": 50},
     ),
     row(
         "full-import-missing",
@@ -1524,14 +1831,14 @@ CASES = [
         2, 9, "2 values",
     ),
     row(
-        "bug-limit-nested-if-statements",
+        "limit-nested-if-statements",
         nested("if true", 1200),
-        1, 9, "nests too deeply", recursion_limit=1000,
+        102, 1, "statements nest more than 100 deep (the limit; see --max-nesting)", recursion_limit=1000,
     ),
     row(
-        "bug-limit-nested-repeat-statements",
+        "limit-nested-repeat-statements",
         nested("repeat 1", 1200),
-        1, 9, "nests too deeply", recursion_limit=1000,
+        102, 1, "statements nest more than 100 deep (the limit; see --max-nesting)", recursion_limit=1000,
     ),
 ]
 # fmt: on

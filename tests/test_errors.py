@@ -1182,12 +1182,24 @@ CASES = [
         """
         network n(x: [N, 8]) {
             repeat 100 {
+                if true { x = x -> relu }
+            }
+            return x
+        }
+        """,
+        3, 28, "more than 50 nodes", limits={"max_nodes": 50},
+    ),
+    row(
+        "limit-node-cap-seen-before-the-repeat-runs",
+        """
+        network n(x: [N, 8]) {
+            repeat 100 {
                 x = x -> relu
             }
             return x
         }
         """,
-        3, 18, "more than 50 nodes", limits={"max_nodes": 50},
+        2, 12, "repeat 100 is too large", note="makes at least 1 nodes", limits={"max_nodes": 50},
     ),
     row(
         "limit-node-cap-in-block",
@@ -1195,7 +1207,7 @@ CASES = [
         block b(x) { return x -> linear(8) -> relu }
         network n(x: [N, 8]) {
             repeat 30 {
-                x = b(x)
+                if true { x = b(x) }
             }
             return x
         }
@@ -1208,12 +1220,12 @@ CASES = [
         block b(x) { return x -> linear(8) -> relu }
         network n(x: [N, 8]) {
             repeat 30 {
-                x = b(x)
+                if true { x = b(x) }
             }
             return x
         }
         """,
-        1, 39, "more than 50 nodes", note="in block `b`, expanded from the call at <string>:4:13",
+        1, 39, "more than 50 nodes", note="in block `b`, expanded from the call at <string>:4:23",
         limits={"max_nodes": 50},
     ),
     row(

@@ -1,6 +1,7 @@
 """The emitted PyTorch source: safe, formatted, deterministic, and faithful to the spec."""
 
 import ast
+import re
 import shutil
 import subprocess
 import sys
@@ -170,7 +171,7 @@ def test_inplace_lowering_changes_no_value_or_gradient(monkeypatch):
     assert "inplace=True" in source and " += " in source
     assert "F.relu(s, inplace=True)" not in source  # sigmoid's backward reads its output
     fast = compiled.torch()
-    monkeypatch.setattr(backend._Function, "inplace", lambda self, index: False)
+    monkeypatch.setattr(backend._Lowering, "inplace", lambda self, index: False)
     plain = compiled.torch()
     plain.load_state_dict(fast.state_dict())
     x, b = torch.randn(5, 6), torch.randn(6)
@@ -183,3 +184,54 @@ def test_inplace_lowering_changes_no_value_or_gradient(monkeypatch):
         results.append((outs, grads))
     for got, want in zip(results[0][0] + tuple(results[0][1]), results[1][0] + tuple(results[1][1])):
         torch.testing.assert_close(got, want)
+
+
+def _classes(source: str) -> list[str]:
+    return [n.name for n in ast.parse(source).body if isinstance(n, ast.ClassDef)]
+
+
+def test_one_class_per_block():
+    """A block's calls share one class with constructor arguments, as torchvision writes it."""
+    resnet = compile_file(ROOT / "examples" / "resnet50.net").torch_source()
+    assert _classes(resnet) == ["Bottleneck", "Stage", "Resnet50"]
+    assert len(resnet.splitlines()) <= 150
+    assert "def __init__(self, in_channels, width, stride=1):" in resnet
+    assert "if stride != 1 or in_channels != width * 4:" in resnet
+    densenet = compile_file(ROOT / "examples" / "densenet121.net").torch_source()
+    assert _classes(densenet) == ["DenseLayer", "DenseBlock", "Transition", "Densenet121"]
+    assert len(densenet.splitlines()) <= 200
+    assert 'self.add_module(f"dense_layer_{i}", DenseLayer(in_channels + i * growth))' in densenet
+    unet = compile_file(ROOT / "examples" / "unet.net").torch_source()
+    assert _classes(unet) == ["DoubleConv", "Down", "Up", "Unet"]
+    transformer = compile_file(ROOT / "examples" / "transformer.net").torch_source()
+    assert "(1.0 / (d // self.heads) ** 0.5)" in transformer  # the spec's expression, not 0.1767...
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_forward_names_are_the_specs(path):
+    """A value the spec names has that name (renamed only where Python needs it); no name
+    holds two values that are live at once."""
+    from netc.backends.torch import TorchEmitter
+
+    emitter = TorchEmitter(compile_file(path).graph, str(path))
+    emitter.source()
+    by_name: dict = {}
+    for cls, name, _value, spec, start, end, group in emitter.bindings:
+        if spec is not None:
+            assert re.fullmatch(rf"{re.escape(spec)}_?\d*", name), f"{cls}: `{spec}` is written `{name}`"
+        by_name.setdefault((cls, name), []).append((start, end, group))
+    for (cls, name), spans in by_name.items():
+        for i, (start, end, group) in enumerate(spans):
+            for other_start, other_end, other_group in spans[i + 1 :]:
+                overlap = start < other_end and other_start < end
+                assert group == other_group or not overlap, f"{cls}: `{name}` holds two live values"
+
+
+def test_class_names_keep_numbers_readable():
+    from netc.backends.torch import camel
+
+    assert camel("resnext50_32x4d") == "Resnext50_32x4d"
+    assert camel("wide_resnet50_2") == "WideResnet50_2"
+    assert camel("mobilenet_v2") == "MobilenetV2"
+    assert camel("actor_critic") == "ActorCritic"
+    assert camel("DQN") == "DQN" and camel("dqn") == "Dqn"

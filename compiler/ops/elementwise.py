@@ -6,7 +6,7 @@ import math
 
 from .. import dims as D
 from ..dims import shape_text
-from ..ir import DTYPES, TensorType
+from ..ir import DTYPES, FLOAT_DTYPES, TensorType
 from .registry import Arg, NoGrad, OpDef, ShapeError, binary, broadcast, float_arg, register, unary
 
 _SQRT_HALF, _INV_SQRT_2PI = 1 / math.sqrt(2), 1 / math.sqrt(2 * math.pi)
@@ -134,18 +134,54 @@ DROPOUT = unary(
 # Operators: not callable by name from a spec, written as `a + b` etc.
 def _add_torch(t, a, b):
     for i, (target, other) in enumerate(((a, b), (b, a))):  # `y += skip`, as people write it
-        if t.inplace(i):
+        if t.inplace(i) and _fits(other.type.shape, target.type.shape):
             return t.augment(target, "+=", other)
     return f"{a} + {b}"
+
+
+def _fits(other, target) -> bool:
+    """`target += other` never broadcasts its left side: every size of `other` is provably
+    1 or the size of `target` it meets (N against M may differ at run time)."""
+    if len(other) > len(target):
+        return False
+    return all((isinstance(o, int) and o == 1) or D.equal(o, s) for o, s in zip(reversed(other), reversed(target)))
 
 
 # The backward of + - * / @ reads the inputs, never the output.
 ADD = binary("add", "+", "add", "Add", torch=_add_torch, grad_reads_output=False, grad=lambda d, g, y, a, b: (g, g))
 SUB = binary("sub", "-", "subtract", "Sub", grad_reads_output=False, grad=lambda d, g, y, a, b: (g, -g))
 MUL = binary("mul", "*", "multiply", "Mul", grad_reads_output=False, grad=lambda d, g, y, a, b: (g * b, g * a))
-DIV = binary(
-    "div", "/", "divide", "Div", grad_reads_output=False, grad=lambda d, g, y, a, b: (g / b, -(g * y) / b)
-)  # d(a/b)/db = -a/b^2 = -y/b
+def _div_infer(inputs, attrs):
+    """True division, as torch's `/`: integer tensors give float32."""
+    a, b = inputs
+    if a.dtype != b.dtype:
+        raise ShapeError(f"cannot divide tensors of dtypes {a.dtype} and {b.dtype}")
+    shape = broadcast(a.shape, b.shape)
+    if shape is None:
+        raise ShapeError(f"cannot divide tensors of shapes {shape_text(a.shape)} and {shape_text(b.shape)}")
+    return [TensorType(shape, a.dtype if a.dtype in FLOAT_DTYPES else "float32")]
+
+
+def _div_onnx(b, x, y):
+    if x.dtype in FLOAT_DTYPES:
+        return b.Div(x, y)
+    to = b.element_type("float32")  # ONNX's Div of integers truncates; torch's `/` does not
+    return b.Div(b.Cast(x, to=to), b.Cast(y, to=to))
+
+
+DIV = register(
+    OpDef(
+        "div",
+        (Arg("a", None, tensor=True), Arg("b", None, tensor=True)),
+        _div_infer,
+        "binary",
+        doc="a / b",
+        torch=lambda t, a, b: f"{a} / {b}",
+        onnx=_div_onnx,
+        grad_reads_output=False,
+        grad=lambda d, g, y, a, b: (g / b, -(g * y) / b),  # d(a/b)/db = -a/b^2 = -y/b
+    )
+)
 NEG = unary(
     "neg", kind="operator", dtypes=DTYPES, doc="-x", torch=lambda t, x: f"-{x}", onnx="Neg", grad=lambda d, g, y, x: -g
 )
@@ -153,6 +189,7 @@ POW = unary(
     "pow",
     Arg("exponent", float_arg()),
     kind="operator",
+    dtypes=DTYPES,  # an int64 tensor takes a non-negative int exponent (the elaborator checks), as in torch
     doc="x ** exponent",
     torch=lambda t, x, *, exponent: f"{x}**{exponent!r}",
     onnx=lambda b, x, *, exponent: b.Pow(x, b.scalar(exponent, x.dtype)),

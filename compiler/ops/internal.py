@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from .. import dims as D
 from ..ir import FLOAT_DTYPES, TensorType
+from .layers import conv_length, same_pads
 from .registry import (
     Arg,
     NoGrad,
@@ -50,6 +51,7 @@ PARAM = register(
         torch=lambda t, *, owner, local, type, buffer: t.parameter(f"{owner}.{local}", buffer),
         onnx=lambda b, *, owner, local, type, buffer: b.parameter(f"{owner}.{local}"),
         hidden=True,
+        grad=NoGrad("a parameter is a leaf: the gradient reaching it is an output, grad.<name>"),
     )
 )
 
@@ -209,3 +211,303 @@ def static_count(shape, axes) -> int | None:
 
 
 __all__ = ["D", "summed_axes", "static_count"]
+
+
+# ---------------------------------------------------------------- convolution and pooling gradients
+# What the gradients of conv1d/conv2d, conv_transpose2d, the pools, upsample and embedding
+# are built from. `padding` is a tuple per spatial axis or "same" (PyTorch's: the odd pad at
+# the end, `same_pads`); spatial rank is the input's rank - 2.
+
+
+def _pads(kernel, padding, dilation) -> list[int]:
+    """ONNX pads (all begins, then all ends)."""
+    return same_pads(kernel, dilation) if padding == "same" else list(padding) * 2
+
+
+def _torch_padding(kernel, padding, dilation):
+    """(symmetric padding, extra end padding per axis) as torch's conv gradients take them:
+    padding="same" with an odd total pads one more at the end, which torch's own "same"
+    does with F.pad before a symmetric convolution."""
+    if padding != "same":
+        return tuple(padding), (0,) * len(kernel)
+    pads = same_pads(kernel, dilation)
+    n = len(kernel)
+    return tuple(pads[:n]), tuple(pads[n + i] - pads[i] for i in range(n))
+
+
+def _transpose_conv_to(b, g, w, like, *, out_sizes, kernel, stride, pads, dilation, groups):
+    """ConvTranspose(g, w), the adjoint of Conv(., w), sized to like's spatial axes. Where
+    the sizes are known, output_padding adds the end rows the end pads would cut (stride
+    leaves up to stride - 1 of them). Else: no end pads and output_padding stride - 1,
+    which makes at least like's size, then a Slice to Shape(like) at run time."""
+    n = len(kernel)
+    sizes = like.shape[2:]
+    common = dict(kernel_shape=list(kernel), strides=list(stride), pads=list(pads), dilations=list(dilation))
+    if groups != 1:
+        common["group"] = groups
+    if all(isinstance(v, int) for v in (*sizes, *out_sizes)):
+        extra = [
+            length - ((o - 1) * s + (k - 1) * dd + 1 - pads[i] - pads[n + i])
+            for i, (length, o, k, s, dd) in enumerate(zip(sizes, out_sizes, kernel, stride, dilation))
+        ]
+        if any(extra):
+            common["output_padding"] = extra
+        return b.ConvTranspose(g, w, **common)
+    common["pads"] = list(pads[:n]) + [0] * n
+    if any(s > 1 for s in stride):
+        common["output_padding"] = [s - 1 for s in stride]
+    y = b.ConvTranspose(g, w, **common)
+    return b.Slice(y, b.ints([0] * n), b.Shape(like, start=2), b.ints(range(2, n + 2)))
+
+
+def _conv_input_grad_infer(inputs, attrs):
+    g, w, like = inputs
+    return [TensorType(like.shape, g.dtype)]
+
+
+def _conv_input_grad_torch(t, g, w, like, *, stride, padding, dilation, groups):
+    n = like.rank - 2
+    symmetric, extra = _torch_padding(w.shape[2:], padding, dilation)
+    size = t.code(f"{like}.shape")
+    if any(extra):  # the gradient of the end-padded input, cut back to like's size
+        dims = [f"{like}.shape[{i}]" for i in range(2)]
+        dims += [f"{like}.shape[{i + 2}] + {e}" if e else f"{like}.shape[{i + 2}]" for i, e in enumerate(extra)]
+        size = t.code(f"({', '.join(dims)})")
+    grad = t.call(
+        f"torch.nn.grad.conv{n}d_input",
+        size,
+        w,
+        g,
+        stride=t.opt(stride, 1),
+        padding=t.opt(symmetric, 0),
+        dilation=t.opt(dilation, 1),
+        groups=t.opt(groups, 1),
+    )
+    if not any(extra):
+        return grad
+    return t.code(f"{grad}[:, :, {', '.join(f':{like}.shape[{i + 2}]' for i in range(n))}]")
+
+
+def _conv_input_grad_onnx(b, g, w, like, *, stride, padding, dilation, groups):
+    kernel = w.shape[2:]
+    pads = _pads(kernel, padding, dilation)
+    return _transpose_conv_to(
+        b, g, w, like, out_sizes=g.shape[2:], kernel=kernel, stride=stride, pads=pads, dilation=dilation, groups=groups
+    )
+
+
+_CONV_ATTRS = (Arg("stride", _any), Arg("padding", _any), Arg("dilation", _any), Arg("groups", _any, 1))
+
+# dx of a convolution y = conv(x, w): the transposed convolution of g with w, sized like x.
+CONV_INPUT_GRAD = _internal(
+    "conv_input_grad",
+    (_t("g"), _t("w"), _t("like"), *_CONV_ATTRS),
+    _conv_input_grad_infer,
+    _conv_input_grad_torch,
+    _conv_input_grad_onnx,
+)
+
+
+def _conv_weight_grad_infer(inputs, attrs):
+    x, g = inputs
+    channels = x.shape[1]
+    if not isinstance(channels, int) or not isinstance(g.shape[1], int):
+        raise ShapeError(f"conv_weight_grad needs known channels, got {channels} and {g.shape[1]}")
+    return [TensorType((g.shape[1], channels // attrs["groups"], *attrs["kernel"]), g.dtype)]
+
+
+def _conv_weight_grad_torch(t, x, g, *, kernel, stride, padding, dilation, groups):
+    n = x.rank - 2
+    symmetric, extra = _torch_padding(kernel, padding, dilation)
+    weight = (g.shape[1], x.shape[1] // groups, *kernel)
+    if any(extra):  # F.pad's pads run from the last axis: (begin, end) each
+        x = t.call("F.pad", x, t.exact(tuple(p for e in reversed(extra) for p in (0, e))))
+    return t.call(
+        f"torch.nn.grad.conv{n}d_weight",
+        x,
+        t.exact(weight),
+        g,
+        stride=t.opt(stride, 1),
+        padding=t.opt(symmetric, 0),
+        dilation=t.opt(dilation, 1),
+        groups=t.opt(groups, 1),
+    )
+
+
+def _conv_weight_grad_onnx(b, x, g, *, kernel, stride, padding, dilation, groups):
+    """dW[o, c, k] = sum over n, p of g[n, o, p] x[n, c, p s + k d]: a Conv of x with g as
+    its kernel, the batch as the channels (x [C, N, ...] against g [O, N, ...]), stride and
+    dilation swapped, cut to the kernel size. With groups, x is laid out [C/G, G*N, ...] so
+    that group i's rows of g read batch block i: one grouped Conv, no wasted products."""
+    n = len(kernel)
+    swap = [1, 0] + list(range(2, n + 2))
+    if groups == 1:
+        inputs = b.Transpose(x, perm=swap)
+    else:
+        per_group = x.shape[1] // groups
+        spatial = b.Shape(x, start=2)
+        split = b.Reshape(x, b.Concat(b.Shape(x, start=0, end=1), b.ints([groups, per_group]), spatial, axis=0))
+        moved = b.Transpose(split, perm=[2, 1, 0] + list(range(3, n + 3)))  # [C/G, G, N, ...]
+        inputs = b.Reshape(moved, b.Concat(b.ints([per_group, -1]), spatial, axis=0))
+    full = b.Conv(
+        inputs,
+        b.Transpose(g, perm=swap),
+        strides=list(dilation),
+        dilations=list(stride),
+        pads=_pads(kernel, padding, dilation),
+        group=groups,
+    )
+    cut = b.Slice(full, b.ints([0] * n), b.ints(kernel), b.ints(range(2, n + 2)))
+    return b.Transpose(cut, perm=swap)
+
+
+# dW of a convolution y = conv(x, w): [out, in / groups, *kernel] from the input x and g.
+CONV_WEIGHT_GRAD = _internal(
+    "conv_weight_grad",
+    (_t("x"), _t("g"), Arg("kernel", _any), *_CONV_ATTRS),
+    _conv_weight_grad_infer,
+    _conv_weight_grad_torch,
+    _conv_weight_grad_onnx,
+)
+
+
+def _convolve_infer(inputs, attrs):
+    x, w = inputs
+    dims = []
+    for i, length in enumerate(x.shape[2:]):
+        k, s, d = w.shape[2 + i], attrs["stride"][i], attrs["dilation"][i]
+        dims.append(length if attrs["padding"] == "same" else conv_length(length, k, s, attrs["padding"][i], d))
+    return [TensorType((x.shape[0], w.shape[0], *dims), x.dtype)]
+
+
+def _convolve_torch(t, x, w, *, stride, padding, dilation, groups):
+    return t.call(
+        f"F.conv{x.rank - 2}d",
+        x,
+        w,
+        stride=t.opt(stride, 1),
+        padding=t.opt(padding, 0),
+        dilation=t.opt(dilation, 1),
+        groups=t.opt(groups, 1),
+    )
+
+
+def _convolve_onnx(b, x, w, *, stride, padding, dilation, groups):
+    kernel = w.shape[2:]
+    return b.Conv(
+        x, w, strides=list(stride), pads=_pads(kernel, padding, dilation), dilations=list(dilation), group=groups
+    )
+
+
+# A convolution with a weight value (dx of conv_transpose2d: its adjoint, conv2d with W).
+CONVOLVE = _internal("convolve", (_t("x"), _t("w"), *_CONV_ATTRS), _convolve_infer, _convolve_torch, _convolve_onnx)
+
+
+_POOL_ATTRS = (Arg("kernel", _any), Arg("stride", _any), Arg("padding", _any))
+
+
+def _maxpool2d_grad_torch(t, g, x, *, kernel, stride, padding):
+    """Each window's gradient goes to its argmax; overlapping windows sum (scatter_add)."""
+    pooled = t.call("F.max_pool2d", x, kernel, stride=stride, padding=t.opt(padding, 0), return_indices=True)
+    indices, grads = t.code(f"{pooled}[1].flatten(2)"), t.code(f"{g}.flatten(2)")
+    summed = t.call(f"torch.zeros_like({x}).flatten(2).scatter_add", 2, indices, grads)
+    return t.call(f"{summed}.reshape_as", x)
+
+
+def _maxpool2d_grad_onnx(b, g, x, *, kernel, stride, padding):
+    """MaxPool's indices count over the whole flattened NCHW input (padding not counted):
+    ScatterElements(add) into a flat zero tensor, so overlapping windows sum."""
+    _, indices = b.op("MaxPool", x, outputs=2, kernel_shape=list(kernel), strides=list(stride), pads=list(padding) * 2)
+    flat = b.ints([-1])
+    zeros = b.ConstantOfShape(b.Shape(b.Reshape(x, flat)), value=b.tensor([0], x.dtype))
+    summed = b.ScatterElements(zeros, b.Reshape(indices, flat), b.Reshape(g, flat), axis=0, reduction="add")
+    return b.Reshape(summed, b.Shape(x))
+
+
+MAXPOOL2D_GRAD = _internal(
+    "maxpool2d_grad", (_t("g"), _t("x"), *_POOL_ATTRS), _like, _maxpool2d_grad_torch, _maxpool2d_grad_onnx
+)
+
+
+def _avgpool2d_grad_torch(t, g, x, *, kernel, stride, padding):
+    return t.call(
+        "torch.ops.aten.avg_pool2d_backward",
+        g,
+        x,
+        t.exact(tuple(kernel)),
+        t.exact(tuple(stride)),
+        t.exact(tuple(padding)),
+        False,  # ceil_mode
+        True,  # count_include_pad
+        t.code("None"),  # divisor_override
+    )
+
+
+def _avgpool2d_grad_onnx(b, g, x, *, kernel, stride, padding):
+    """Every window spreads g / (kh kw) over its cells, padding counted: a ConvTranspose of
+    each channel ([N*C, 1, h, w]) with a constant kernel, sized to x."""
+    spatial = b.Shape(g, start=2)
+    planes = b.Reshape(g, b.Concat(b.ints([-1, 1]), spatial, axis=0))
+    area = kernel[0] * kernel[1]
+    weight = b.const([[[[1.0 / area] * kernel[1]] * kernel[0]]], g.dtype)  # [1, 1, kh, kw]
+    sizes = dict(out_sizes=g.shape[2:], kernel=kernel, stride=stride, pads=list(padding) * 2)
+    spread = _transpose_conv_to(b, planes, weight, x, **sizes, dilation=(1, 1), groups=1)
+    return b.Reshape(spread, b.Shape(x))
+
+
+# dx of avgpool2d with count_include_pad (also adaptive_avgpool2d's on static sizes).
+AVGPOOL2D_GRAD = _internal(
+    "avgpool2d_grad", (_t("g"), _t("x"), *_POOL_ATTRS), _like, _avgpool2d_grad_torch, _avgpool2d_grad_onnx
+)
+
+
+def _nested_shape(value) -> tuple[int, ...]:
+    shape = []
+    while isinstance(value, tuple):
+        shape.append(len(value))
+        value = value[0] if value else None
+    return tuple(shape)
+
+
+def _constant_tensor_infer(inputs, attrs):
+    (like,) = inputs
+    return [TensorType(_nested_shape(attrs["value"]), like.dtype)]
+
+
+# A constant known at compile time (bilinear upsample's interpolation matrices), as nested
+# tuples; made with like's dtype and, in torch, on like's device.
+CONSTANT_TENSOR = _internal(
+    "constant_tensor",
+    (_t("like"), Arg("value", _any)),
+    _constant_tensor_infer,
+    lambda t, like, *, value: t.call(
+        "torch.tensor", t.literal(value), dtype=t.code(f"{like}.dtype"), device=t.code(f"{like}.device")
+    ),
+    lambda b, like, *, value: b.const(value, like.dtype),
+)
+
+
+def _embedding_grad_infer(inputs, attrs):
+    g, ids = inputs
+    return [TensorType((attrs["num"], g.shape[-1]), g.dtype)]
+
+
+def _embedding_grad_torch(t, g, ids, *, num):
+    dim = g.shape[-1]
+    zeros = t.call("torch.zeros", num, dim, dtype=t.code(f"{g}.dtype"), device=t.code(f"{g}.device"))
+    return t.call(f"{zeros}.index_add", 0, t.code(f"{ids}.flatten()"), t.call(f"{g}.reshape", -1, dim))
+
+
+def _embedding_grad_onnx(b, g, ids, *, num):
+    zeros = b.ConstantOfShape(b.ints([num, g.shape[-1]]), value=b.tensor([0], g.dtype))
+    return b.ScatterND(zeros, b.Unsqueeze(ids, b.ints([-1])), g, reduction="add")
+
+
+# dW of embedding: each row of g added to the row of W its id picked (repeated ids sum).
+EMBEDDING_GRAD = _internal(
+    "embedding_grad",
+    (_t("g"), _t("ids"), Arg("num", int_arg(1))),
+    _embedding_grad_infer,
+    _embedding_grad_torch,
+    _embedding_grad_onnx,
+)

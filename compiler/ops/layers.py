@@ -184,6 +184,16 @@ def _conv_onnx(b, x, *, out, kernel, stride, padding, dilation, groups, bias):
     )
 
 
+def _conv_grad(d, g, y, x, *, out, kernel, stride, padding, dilation, groups, bias):
+    """dx = the transposed convolution of g with W; dW = x correlated with g; db = g summed
+    over the batch and spatial axes."""
+    conv = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    d.param_grad("weight", d.apply("conv_weight_grad", x, g, kernel=kernel, **conv))
+    if bias:
+        d.param_grad("bias", d.apply("sum", g, axes=(0, *range(2, g.rank))))
+    return d.apply("conv_input_grad", g, d.param("weight"), x, **conv)
+
+
 def _conv(name, spatial):
     args = (
         _x(),
@@ -205,6 +215,7 @@ def _conv(name, spatial):
             init=_fan_in_init,
             torch=_conv_torch(f"nn.Conv{spatial}d"),
             onnx=_conv_onnx,
+            grad=_conv_grad,
             grad_reads_output=False,
         )
     )
@@ -243,6 +254,17 @@ def _conv_transpose_infer(inputs, attrs):
         length = D.add(D.mul(D.sub(length, 1), s), k + op - 2 * p)
         dims.append(positive(name, length, f"output {_SPATIAL_NAMES[2][i]}"))
     return [TensorType((x.shape[0], out, *dims), x.dtype)]
+
+
+def _conv_transpose_grad(d, g, y, x, *, out, kernel, stride, padding, output_padding, groups, bias):
+    """y = conv_transpose2d(x, W) is the adjoint of c = conv2d(., W) (same stride, padding,
+    groups; c maps y's space onto x's): dx = c(g); dW is c's weight gradient with g as its
+    input and x as its output gradient; db = g summed."""
+    conv = dict(stride=stride, padding=padding, dilation=(1, 1), groups=groups)
+    d.param_grad("weight", d.apply("conv_weight_grad", g, x, kernel=kernel, **conv))
+    if bias:
+        d.param_grad("bias", d.apply("sum", g, axes=(0, 2, 3)))
+    return d.apply("convolve", g, d.param("weight"), **conv)
 
 
 CONV_TRANSPOSE2D = register(
@@ -285,6 +307,7 @@ CONV_TRANSPOSE2D = register(
             output_padding=list(output_padding),
             group=groups,
         ),
+        grad=_conv_transpose_grad,
         grad_reads_output=False,
     )
 )
@@ -441,13 +464,22 @@ LAYERNORM = register(
 
 
 def _groupnorm_infer(inputs, attrs):
-    channels = _channels("groupnorm", inputs[0], (2, 3, 4, 5), "channels on axis 1")
+    x = inputs[0]
+    channels = _channels("groupnorm", x, (2, 3, 4, 5), "channels on axis 1")
     if channels % attrs["groups"]:
         raise ShapeError(
             f"groupnorm: groups={attrs['groups']} does not divide the {channels} channels",
             arg="groups",
         )
-    return [inputs[0]]
+    # torch refuses, in every mode, a batch whose groups hold one value each
+    per_group = (x.shape[0], channels // attrs["groups"], *x.shape[2:])
+    if all(isinstance(d, int) and d == 1 for d in per_group):
+        raise ShapeError(
+            f"groupnorm: groups={attrs['groups']} leaves one value per group in an input of shape "
+            f"{D.shape_text(x.shape)}; it needs more than one",
+            arg="groups",
+        )
+    return [x]
 
 
 GROUPNORM = register(
@@ -477,6 +509,12 @@ def _embedding_infer(inputs, attrs):
     return [TensorType(ids.shape + (attrs["dim"],), "float32")]
 
 
+def _embedding_grad(d, g, y, ids, *, num, dim):
+    """dW: each row of g added to the row its id picked (repeated ids sum); ids get none."""
+    d.param_grad("weight", d.apply("embedding_grad", g, ids, num=num))
+    return None
+
+
 EMBEDDING = register(
     OpDef(
         "embedding",
@@ -487,6 +525,7 @@ EMBEDDING = register(
         init=lambda node: {"weight": Init("normal", std=1.0)},
         torch=lambda t, ids, *, num, dim: t.layer("nn.Embedding", num, dim)(ids),
         onnx=lambda b, ids, *, num, dim: b.Gather(b.param("weight"), ids, axis=0),
+        grad=_embedding_grad,
         grad_reads_output=False,
     )
 )

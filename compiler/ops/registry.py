@@ -124,6 +124,8 @@ def register(op: OpDef) -> OpDef:
         raise ValueError(f"op {op.name!r} has parameters but no init rule")
     if op.kind != "source" and (op.torch is None or op.onnx is None):
         raise ValueError(f"op {op.name!r} needs a torch and an ONNX lowering")
+    if op.grad is None:
+        raise ValueError(f"op {op.name!r} needs a gradient rule, or NoGrad saying why it has none")
     REGISTRY[op.name] = op
     return op
 
@@ -309,20 +311,47 @@ def positive(op: str, d: DimLike, what: str, notes=()) -> DimLike:
 
 
 def broadcast(a: tuple, b: tuple) -> tuple | None:
-    """NumPy broadcasting; None where a mismatch is provable."""
+    """NumPy broadcasting; None where a mismatch is provable (see `broadcast_dim`)."""
     out = []
     for i in range(1, max(len(a), len(b)) + 1):
-        x = a[-i] if i <= len(a) else 1
-        y = b[-i] if i <= len(b) else 1
-        if x == 1:
-            out.append(y)
-        elif y == 1 or D.equal(x, y):
-            out.append(x)
-        elif D.provably_unequal(x, y):
+        size = broadcast_dim(a[-i] if i <= len(a) else 1, b[-i] if i <= len(b) else 1)
+        if size is None:
             return None
-        else:
-            out.append(x)  # unprovable (N vs M): assume they agree at run time
+        out.append(size)
     return tuple(reversed(out))
+
+
+def broadcast_dim(x: DimLike, y: DimLike) -> DimLike | None:
+    """The broadcast of two sizes: the size the result has whenever the program runs at
+    all (every size being at least 1), whatever the operand order; None where it never runs.
+    Two sizes that may differ run only when one of them is 1, so: an int k against a
+    symbolic size gives k (the size is 1 or k); of two sizes provably unequal (3 and 5,
+    L and L - 1, 2 * N and N), the larger, or the one that cannot be 1; a size that cannot
+    be 1 (N + 1, 2 * N) against one that may be gives the first; None where neither can
+    be 1 and they cannot be equal (2 * N and 3). Two symbolic sizes with none of these
+    relations (N and M) are taken to agree, and the result is written as the simpler of
+    the two (fewer terms, then by text)."""
+    if isinstance(x, int) and x == 1:
+        return y
+    if isinstance(y, int) and y == 1:
+        return x
+    order = D.compare(x, y)
+    if order == 0:
+        return x
+    x_one, y_one = D.can_equal(x, 1), D.can_equal(y, 1)
+    if D.provably_unequal(x, y):  # only a side of 1 lets it run
+        if order is not None:  # the larger is at least 2: the smaller must be 1
+            return (x if y_one else None) if order > 0 else (y if x_one else None)
+        if not (x_one or y_one):
+            return None
+        if x_one != y_one:
+            return y if x_one else x
+    elif x_one != y_one:  # the one that cannot be 1 is the size, or both are
+        return y if x_one else x
+    for known in (x, y):
+        if isinstance(known, int):  # the other is 1 or `known`
+            return known
+    return min(x, y, key=lambda d: (d.size, d.text()))
 
 
 def same_dtype(op: str, a: TensorType, b: TensorType):

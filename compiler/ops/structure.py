@@ -7,6 +7,7 @@ from netc.dsl.diagnostics import NetcError
 from .. import dims as D
 from ..dims import shape_text
 from ..ir import TensorType
+from ..limits import MAX_RANK
 from .layers import conv_length
 from .registry import (
     Arg,
@@ -25,6 +26,7 @@ from .registry import (
     require_float,
     require_rank,
     same_dtype,
+    short,
     sizes_arg,
 )
 
@@ -85,12 +87,24 @@ def split_sizes(shape, attrs) -> tuple:
         if length % sizes:
             raise ShapeError(f"split: parts of {sizes} do not divide axis {axis} of size {length}", arg="sizes")
         return (sizes,) * (length // sizes)
-    if isinstance(length, int) and sum(sizes) != length:
+    if D.provably_unequal(sum(sizes), length):  # N + 1 is never 1: sizes are at least 1
         raise ShapeError(
             f"split: the parts {shape_text(sizes)[1:-1]} add up to {sum(sizes)}, but axis {axis} has size {length}",
             arg="sizes",
         )
     return sizes
+
+
+def split_count(inputs, attrs) -> int | None:
+    """How many results split makes, without making them (the elaborator counts them
+    against the node cap first); None where its shape rule will refuse the call."""
+    (x,) = inputs
+    if x.rank == 0 or not -x.rank <= attrs["axis"] < x.rank:
+        return None
+    length, sizes = x.shape[attrs["axis"]], attrs["sizes"]
+    if is_int(sizes):
+        return length // sizes if isinstance(length, int) else None
+    return len(sizes)
 
 
 def _split_infer(inputs, attrs):
@@ -121,7 +135,12 @@ SPLIT = register(
 
 def _flatten_infer(inputs, attrs):
     (x,) = inputs
-    if x.rank == 0:
+    if x.rank == 0:  # as torch.flatten: a scalar is a 1-d tensor of one element for start 0 or -1
+        if attrs["start"] not in (0, -1):
+            raise ShapeError(
+                f"flatten: start {attrs['start']} is out of range for a scalar (only 0 or -1 flattens one)",
+                arg="start",
+            )
         return [TensorType((1,), x.dtype)]
     start = normalize_axis(attrs["start"], x.rank, arg="start")
     return [TensorType(x.shape[:start] + (D.product(x.shape[start:]),), x.dtype)]
@@ -173,8 +192,11 @@ def _reshape_infer(inputs, attrs):
     holes = [i for i, d in enumerate(target) if d == -1]
     if len(holes) > 1:
         raise ShapeError("reshape allows one -1 in the shape", arg="shape")
+    if len(target) > MAX_RANK:
+        raise ShapeError(f"reshape to {len(target)} axes: a tensor has at most {MAX_RANK}", arg="shape")
     for d in target:
-        if isinstance(d, int) and d != -1 and d < 1:
+        most = D.at_most(d)
+        if d != -1 and most is not None and most < 1:  # 0, -3, -N: never a size
             raise ShapeError(f"reshape needs positive sizes, got {d}", arg="shape")
     known = [d for d in target if d != -1]
     numerator, denominator = _cancel(x.shape, known)
@@ -198,7 +220,8 @@ RESHAPE = register(
         (Arg("x", None, tensor=True), Arg("shape", dims_arg)),
         _reshape_infer,
         "structure",
-        torch=lambda t, x, *, shape: f"{x}.reshape({', '.join(t.dim(d) for d in shape)})",
+        # x.reshape(()) for a scalar: x.reshape() is a TypeError
+        torch=lambda t, x, *, shape: f"{x}.reshape({', '.join(t.dim(d) for d in shape) if shape else '()'})",
         onnx=lambda b, x, *, shape: b.Reshape(x, b.shape(shape)),
         grad=_reshape_grad,
     )
@@ -259,7 +282,7 @@ def _pool_infer(name):
     return infer
 
 
-def _pool(name, doc, torch_function, onnx_op, **onnx_attrs):
+def _pool(name, doc, torch_function, onnx_op, grad, **onnx_attrs):
     args = (
         Arg("x", None, tensor=True),
         Arg("kernel", ints_arg(2, 1)),
@@ -284,16 +307,30 @@ def _pool(name, doc, torch_function, onnx_op, **onnx_attrs):
             normalize=lambda attrs: {**attrs, "stride": attrs["stride"] or attrs["kernel"]},
             torch=to_torch,
             onnx=to_onnx,
+            grad=grad,
         )
     )
 
 
-MAXPOOL2D = _pool("maxpool2d", "max pooling; stride defaults to the kernel", "F.max_pool2d", "MaxPool")
+def _pool_grad(internal):
+    """dx of a pool: each window's gradient to its argmax (max) or spread evenly over its
+    cells, padding counted (avg); overlapping windows sum."""
+
+    def grad(d, g, y, x, *, kernel, stride, padding):
+        return d.apply(internal, g, x, kernel=kernel, stride=stride, padding=padding)
+
+    return grad
+
+
+MAXPOOL2D = _pool(
+    "maxpool2d", "max pooling; stride defaults to the kernel", "F.max_pool2d", "MaxPool", _pool_grad("maxpool2d_grad")
+)
 AVGPOOL2D = _pool(
     "avgpool2d",
     "average pooling, counting padding; stride defaults to the kernel",
     "F.avg_pool2d",
     "AveragePool",
+    _pool_grad("avgpool2d_grad"),
     count_include_pad=1,
 )
 
@@ -325,6 +362,24 @@ def _adaptive_onnx(b, x, *, size):
     return b.reduce("ReduceMean", b.Reshape(x, b.shape(split)), (3, 5), keepdims=False)
 
 
+def _adaptive_grad(d, g, y, x, *, size):
+    """Size 1: every cell gets its channel's g / (H W). Else, on known sizes, the bins are
+    the windows of avgpool2d with kernel = stride = size of the axis / output size."""
+    if size == (1, 1):
+        return d.apply("broadcast_like", g, x) * d.mean_factor(x, (2, 3))
+    lengths = x.shape[2:]
+    if not all(isinstance(n, int) and n % s == 0 for n, s in zip(lengths, size)):
+        raise NetcError(
+            f"cannot derive the gradient of adaptive_avgpool2d to size {short(size)} on an input of "
+            f"size {shape_text(lengths)}: its bins are known only where the output size is 1 or "
+            "divides a known input size",
+            d.node.span,
+            code="grad",
+        )
+    kernel = tuple(n // s for n, s in zip(lengths, size))
+    return d.apply("avgpool2d_grad", g, x, kernel=kernel, stride=kernel, padding=(0, 0))
+
+
 ADAPTIVE_AVGPOOL2D = register(
     OpDef(
         "adaptive_avgpool2d",
@@ -333,6 +388,7 @@ ADAPTIVE_AVGPOOL2D = register(
         "structure",
         torch=lambda t, x, *, size: t.call("F.adaptive_avg_pool2d", x, size),
         onnx=_adaptive_onnx,
+        grad=_adaptive_grad,
     )
 )
 
@@ -359,6 +415,41 @@ def _upsample_onnx(b, x, *, scale, mode):
     return b.Resize(x, None, scales, mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor")
 
 
+def bilinear_weights(length: int, scale: int) -> tuple[tuple[float, ...], ...]:
+    """A [length * scale, length] matrix: row i holds the weights PyTorch's bilinear
+    upsampling (align_corners=False) gives the inputs of output i. Its source coordinate
+    (i + 0.5) / scale - 0.5 is clamped at 0, and the upper neighbour at the last input."""
+    rows = []
+    for i in range(length * scale):
+        source = max((i + 0.5) / scale - 0.5, 0.0)
+        low = min(int(source), length - 1)
+        high = min(low + 1, length - 1)
+        fraction = source - low
+        row = [0.0] * length
+        row[low] += 1.0 - fraction
+        row[high] += fraction
+        rows.append(tuple(row))
+    return tuple(rows)
+
+
+def _upsample_grad(d, g, y, x, *, scale, mode):
+    """Nearest: each input cell feeds a scale x scale block, so dx sums the block. Bilinear
+    is y = A_h x A_w^T per channel, with constant matrices: dx = A_h^T g A_w."""
+    if mode == "nearest":
+        return d.apply("avgpool2d", g, kernel=scale) * float(scale * scale)
+    height, width = x.shape[2:]
+    if not (isinstance(height, int) and isinstance(width, int)):
+        raise NetcError(
+            f"cannot derive the gradient of bilinear upsample on an input of size {shape_text((height, width))}: "
+            "its interpolation weights are built at compile time, which needs known height and width",
+            d.node.span,
+            code="grad",
+        )
+    columns = d.apply("constant_tensor", g, value=bilinear_weights(width, scale))  # [W s, W]
+    transposed = d.apply("constant_tensor", g, value=tuple(zip(*bilinear_weights(height, scale))))  # [H, H s]
+    return transposed @ (g @ columns)
+
+
 UPSAMPLE = register(
     OpDef(
         "upsample",
@@ -372,6 +463,7 @@ UPSAMPLE = register(
         doc="align_corners false",
         torch=_upsample_torch,
         onnx=_upsample_onnx,
+        grad=_upsample_grad,
     )
 )
 

@@ -1,0 +1,209 @@
+"""Gradient rules of the spatial ops (conv1d, conv2d, conv_transpose2d, maxpool2d, avgpool2d,
+adaptive_avgpool2d, upsample) and embedding, one row per argument combination.
+
+From each row: the ONNX training model passes the full checker and strict shape inference
+(netc's types of the backward nodes agree with ONNX's); its gradients in onnxruntime, and
+those of the emitted torch `backward` function, equal torch.autograd on the netc module
+(float32, rtol 1e-4, atol 1e-5); and in float64 the derived gradient agrees with central
+finite differences of the module along random directions (eps 1e-6, atol 1e-5, rtol 1e-3).
+The cases the rules refuse raise a `grad` error at the forward call.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass, field
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from grad_checks import autograd, compare, feeds_for, onnx_gradients, torch_gradients  # noqa: E402
+from netc.backends.onnx import emit_backward  # noqa: E402
+from netc.compiler import compile_string  # noqa: E402
+from netc.compiler.autodiff import backward_graph  # noqa: E402
+from netc.compiler.verify import verify  # noqa: E402
+from netc.dsl.diagnostics import NetcError  # noqa: E402
+from onnx_checks import check_model  # noqa: E402
+
+# torch warns that its own "same" with an even kernel pads a copy of the input
+pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same'")
+
+X = "x: [2, 4, 9, 8]"
+
+
+@dataclass
+class Row:
+    body: str  # what the network returns
+    signature: str = X  # its inputs; symbolic sizes take `sizes` at run time
+    sizes: dict = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        symbolic = f" @{self.signature}" if self.sizes else ""
+        return self.body + symbolic
+
+    def spec(self, dtype: str = "float32") -> str:
+        signature = self.signature
+        if dtype != "float32":  # float inputs only: ids stay int64
+            signature = re.sub(r"(\w+): \[", rf"\1: {dtype}[", signature)
+        return f"network t({signature}) {{\n return {self.body}\n}}\n"
+
+
+ROWS = [
+    # conv2d: stride, padding (explicit, "same" with odd and even kernels), dilation, groups, bias
+    Row("conv2d(x, 6, kernel=3)"),
+    Row("conv2d(x, 6, kernel=3, stride=2, padding=1, bias=false)"),
+    Row("conv2d(x, 6, kernel=(3, 2), stride=(2, 1), padding=(0, 1))"),
+    Row('conv2d(x, 6, kernel=3, padding="same")'),
+    Row('conv2d(x, 6, kernel=4, padding="same", bias=false)'),
+    Row('conv2d(x, 6, kernel=(2, 3), padding="same", dilation=2)'),
+    Row("conv2d(x, 6, kernel=3, stride=2, dilation=2, padding=2)"),
+    Row("conv2d(x, 6, kernel=3, stride=2, padding=1, groups=2)"),
+    Row('conv2d(x, 8, kernel=4, padding="same", groups=2)'),
+    Row("conv2d(x, 4, kernel=3, padding=1, groups=4)"),  # depthwise
+    Row("conv2d(x, 8, kernel=3, stride=2, groups=4, bias=false)"),  # depthwise, multiplier 2
+    Row("conv2d(x, 6, kernel=3, stride=2, padding=1, groups=2)", "x: [N, 4, H, W]", {"N": 2, "H": 9, "W": 8}),
+    Row('conv2d(x, 6, kernel=4, padding="same")', "x: [N, 4, H, W]", {"N": 2, "H": 7, "W": 6}),
+    # conv1d
+    Row("conv1d(x, 6, kernel=3, stride=2, padding=1)", "x: [2, 4, 11]"),
+    Row('conv1d(x, 8, kernel=4, padding="same", dilation=2, groups=2, bias=false)', "x: [2, 4, 11]"),
+    Row("conv1d(x, 4, kernel=3, stride=2, groups=4)", "x: [N, 4, L]", {"N": 2, "L": 10}),
+    # conv_transpose2d: output_padding, groups, bias
+    Row("conv_transpose2d(x, 6, kernel=2, stride=2)"),
+    Row("conv_transpose2d(x, 6, kernel=3, stride=2, padding=1, output_padding=1, bias=false)"),
+    Row("conv_transpose2d(x, 6, kernel=(3, 2), stride=(2, 3), padding=(1, 0), output_padding=(1, 2), groups=2)"),
+    Row("conv_transpose2d(x, 4, kernel=3, padding=1, groups=4)", "x: [N, 4, H, W]", {"N": 2, "H": 5, "W": 6}),
+    # maxpool2d: overlapping windows with padding, non-overlapping
+    Row("maxpool2d(x, 3, stride=2, padding=1)"),
+    Row("maxpool2d(x, 2)"),
+    Row("maxpool2d(x, (2, 3), stride=1)"),
+    Row("maxpool2d(x, 3, stride=2, padding=1)", "x: [N, 4, H, W]", {"N": 2, "H": 9, "W": 8}),
+    # avgpool2d: padding counted
+    Row("avgpool2d(x, 3, stride=2, padding=1)"),
+    Row("avgpool2d(x, 2)"),
+    Row("avgpool2d(x, (3, 2), stride=(2, 1), padding=(1, 0))"),
+    Row("avgpool2d(x, 3, stride=2, padding=1)", "x: [N, 4, H, W]", {"N": 2, "H": 9, "W": 8}),
+    # adaptive_avgpool2d: size 1 (symbolic too) and divisors of static sizes
+    Row("adaptive_avgpool2d(x, 1)"),
+    Row("adaptive_avgpool2d(x, 1)", "x: [N, 4, H, W]", {"N": 2, "H": 5, "W": 6}),
+    Row("adaptive_avgpool2d(x, 2)", "x: [2, 4, 8, 6]"),
+    Row("adaptive_avgpool2d(x, (3, 1))"),
+    # upsample
+    Row("upsample(x)"),
+    Row("upsample(x, scale=3)", "x: [N, 4, H, W]", {"N": 2, "H": 4, "W": 3}),
+    Row('upsample(x, mode="bilinear")', "x: [2, 3, 5, 4]"),
+    Row('upsample(x, scale=3, mode="bilinear")', "x: [2, 3, 4, 1]"),
+    # embedding: ids repeat (7 ids over 3 rows), and a 2-d batch of ids
+    Row("embedding(ids, 3, 5)", "ids: int64[7]"),
+    Row("embedding(ids, 4, 5)", "ids: int64[N, T]", {"N": 3, "T": 5}),
+    # in a network: a skip connection sums the gradients reaching x
+    Row("avgpool2d(upsample(maxpool2d(relu(conv2d(x, 4, kernel=3, padding=1)), 2)) + x, 2)", "x: [2, 4, 8, 8]"),
+]
+
+
+def _setup(row: Row, dtype: str = "float32", seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    compiled = compile_string(row.spec(dtype))
+    module = compiled.torch().train()
+    with torch.no_grad():
+        for value in module.state_dict().values():
+            if value.is_floating_point():
+                value.copy_(torch.rand(value.shape, generator=generator) - 0.5)
+    tensors = []
+    for name in compiled.graph.inputs:
+        t = compiled.graph.node(name).outputs[0]
+        shape = tuple(d if isinstance(d, int) else row.sizes[d.text()] for d in t.shape)
+        if t.dtype == "int64":
+            tensors.append(torch.randint(0, 3, shape, generator=generator))
+        else:
+            tensors.append(torch.rand(shape, generator=generator, dtype=getattr(torch, t.dtype)) - 0.5)
+    with torch.no_grad():
+        outputs = copy.deepcopy(module)(*tensors)
+    outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+    seeds = {
+        name: torch.rand(o.shape, generator=generator, dtype=o.dtype) - 0.5
+        for (name, _), o in zip(compiled.graph.outputs, outputs)
+        if o.dim() > 0
+    }
+    return compiled, module, tensors, seeds
+
+
+@pytest.mark.parametrize("row", ROWS, ids=lambda row: row.id)
+def test_derived_gradients_match_autograd(row):
+    compiled, module, tensors, seeds = _setup(row)
+    graph = backward_graph(compiled.graph)
+    verify(graph)
+    check_model(emit_backward(compiled.graph).to_proto(), graph)
+    feeds = feeds_for(compiled, tensors, seeds, {})
+    want = autograd(compiled, copy.deepcopy(module), tensors, seeds)
+    assert any(name.startswith("grad.") for name in want)
+    compare(onnx_gradients(compiled.graph, module, feeds), want, 1e-4, 1e-5, "onnxruntime")
+    compare(torch_gradients(compiled.graph, copy.deepcopy(module), feeds), want, 1e-4, 1e-5, "torch backward")
+
+
+@pytest.mark.parametrize("row", ROWS, ids=lambda row: row.id)
+def test_derived_gradients_match_finite_differences(row):
+    """<grad, v> against (f(p + eps v) - f(p - eps v)) / (2 eps) along random directions v
+    over every parameter and float input, f the seeded sum of the outputs, in float64. The
+    derived gradient runs as the torch `backward` function (onnxruntime has no float64 Conv);
+    an embedding's weight is float32 whatever its ids, so its module is made float64."""
+    compiled, module, tensors, seeds = _setup(row, "float64")
+    module = module.double()
+    seeds = {name: seed.double() for name, seed in seeds.items()}
+    derived = torch_gradients(compiled.graph, copy.deepcopy(module), feeds_for(compiled, tensors, seeds, {}))
+    params = dict(module.named_parameters())
+    floats = {
+        f"grad.{name}": i for i, (name, t) in enumerate(zip(compiled.graph.inputs, tensors)) if t.is_floating_point()
+    }
+    names = [n for n in [f"grad.{k}" for k in params] + list(floats) if n in derived]
+    assert names
+
+    def f(step):
+        probe, moved = copy.deepcopy(module), list(tensors)
+        with torch.no_grad():
+            for name, delta in step.items():
+                if name in floats:
+                    moved[floats[name]] = moved[floats[name]] + delta
+                else:
+                    probe.get_parameter(name[len("grad.") :]).add_(delta)
+            outputs = probe(*moved)
+        outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+        names_out = [name for name, _ in compiled.graph.outputs]
+        return sum(float((o * seeds[n]).sum()) if n in seeds else float(o.sum()) for n, o in zip(names_out, outputs))
+
+    generator = torch.Generator().manual_seed(1)
+    eps = 1e-6
+    for _ in range(3):
+        direction = {n: torch.randn(derived[n].shape, generator=generator, dtype=torch.float64) for n in names}
+        ahead, behind = f({n: eps * v for n, v in direction.items()}), f({n: -eps * v for n, v in direction.items()})
+        numeric = (ahead - behind) / (2 * eps)
+        analytic = sum(
+            float((torch.as_tensor(derived[n], dtype=torch.float64) * v).sum()) for n, v in direction.items()
+        )
+        assert abs(numeric - analytic) <= 1e-5 + 1e-3 * abs(numeric), (numeric, analytic)
+
+
+def test_rows_use_every_new_backward_op():
+    used = {node.op for row in ROWS for node in backward_graph(compile_string(row.spec()).graph).nodes()}
+    new = {"conv_input_grad", "conv_weight_grad", "convolve", "maxpool2d_grad", "avgpool2d_grad", "constant_tensor"}
+    assert new | {"embedding_grad"} <= used
+
+
+@pytest.mark.parametrize(
+    "body, signature, words",
+    [
+        ("adaptive_avgpool2d(x, 2)", "x: [N, 4, H, W]", "size (2, 2) on an input of size [H, W]"),
+        ("adaptive_avgpool2d(x, (1, 2))", "x: [N, 4, 6, W]", "size (1, 2)"),
+        ('upsample(x, mode="bilinear")', "x: [N, 4, H, 8]", "bilinear upsample on an input of size [H, 8]"),
+    ],
+)
+def test_refused_gradients_name_the_call(body, signature, words):
+    spec = Row(body, signature).spec()
+    compiled = compile_string(spec)  # the forward compiles; only its gradient is refused
+    with pytest.raises(NetcError) as caught:
+        backward_graph(compiled.graph)
+    diagnostic = caught.value.diagnostic
+    assert diagnostic.code == "grad" and words in diagnostic.message
+    assert diagnostic.span is not None and diagnostic.span.line == 2

@@ -4,13 +4,14 @@ A block's class takes the block's compile-time parameters and the input sizes it
 depend on, named as the spec names them (`Bottleneck(in_channels, width, stride=1)`), and
 builds its layers from them with the expressions the spec wrote (`nn.Conv2d(in_channels,
 width * 4, kernel_size=1, bias=False)`; compiler/symbolic.py records them). The calls of
-a block share its class through a template, the union of the calls: a layer made under an
-`if` becomes an optional submodule built under the same condition (`forward` tests it),
-a `repeat` a loop in `__init__` and `forward`, or an `nn.Sequential` where the block is a
-chain of calls. Every call is rendered through the template and must give the same text;
-where two calls cannot share a class (a size with no expression, a branch that renumbers
-layers) they are split into `Block`, `Block2`, ... Expressions are checked against the
-elaborated values before use, so the module computes exactly what the graph does.
+a block share its class through a template, the union of the calls (torch_classes.py): a
+layer made under an `if` becomes an optional submodule built under the same condition
+(`forward` tests it), a `repeat` a loop in `__init__` and `forward`, or an `nn.Sequential`
+where the block is a chain of calls. Every call is rendered through the template and must
+give the same text; where two calls cannot share a class (a size with no expression, a
+branch that renumbers layers) they get classes named for what differs. Expressions are
+checked against the elaborated values before use, so the module computes exactly what the
+graph does.
 
 `forward` uses the spec's names: a value takes the variable its statement binds (a block
 call's result too); unnamed values in a chain reuse the name of the value they replace
@@ -32,7 +33,7 @@ import keyword
 import re
 import sys
 import types
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from netc.compiler import dims as D
 from netc.compiler import symbolic as S
@@ -40,6 +41,22 @@ from netc.compiler.analysis import Instance, instance_nodes, instance_tree, symb
 from netc.compiler.ir import Graph, Node, TensorType, Value
 from netc.compiler.ops import REGISTRY
 from netc.dsl.diagnostics import NetcError
+
+from .torch_classes import (
+    Element,
+    Entry,
+    Mismatch,
+    Template,
+    all_sizes,
+    concrete_size,
+    expand_sizes,
+    is_int,
+    local_name,
+    name_number,
+    read_values,
+    size_expr,
+    spec_name,
+)
 
 LINE_LENGTH = 88  # ruff format's default: the emitted file passes `ruff format --check`
 _MODULE_NAMES = {"torch", "nn", "F", "math"}
@@ -54,7 +71,6 @@ _MODULE_ATTRS = {
     "get_parameter", "get_buffer", "dump_patches", "call_super_init", "compile", "to_empty",
     "set_submodule", "set_extra_state", "get_extra_state", "T_destination",
 }  # fmt: skip
-_UNROLL_UP_TO = 3  # a `repeat` of a fixed count up to this stays unrolled: three lines read better than a loop
 
 
 class Namespace:
@@ -315,113 +331,6 @@ def _is_primary(text: str) -> bool:
     return isinstance(node, (ast.Name, ast.Attribute, ast.Call, ast.Subscript))
 
 
-# ---------------------------------------------------------------- templates
-# A class's template is the union of its instances' bodies: one `_Entry` per layer, block
-# call or folded `repeat`, with the instance ("sample") each appears in. A sample is
-# `(n,)` for instance n, `(n, k)` for iteration k of a folded loop's body in instance n.
-# A value is named in the template by a ref: ("in", parameter), ("v", entry key, output),
-# ("carry", loop key) for the value a loop passes from one iteration to the next,
-# ("chain", loop key) for that value after the loop, ("join", default, options) for a value
-# that an optional layer replaces (`skip = x; if ... { skip = ... }`).
-
-
-class _Mismatch(Exception):
-    """The instances cannot share one class as they are grouped (or a loop cannot fold)."""
-
-    def __init__(self, clusters=None, unroll=None, peel=True):
-        super().__init__("mismatch")
-        self.clusters, self.unroll = clusters, unroll
-        self.peel = peel  # a loop may fold from its second pass on (the first written out)
-
-
-@dataclass(eq=False)
-class _El:
-    kind: str  # "node", "call" or "loop"
-    obj: object  # Node, Instance or _Run
-    prov: S.Provenance
-    key: str
-
-
-@dataclass(eq=False)
-class _Run:
-    """One execution of a `repeat` in one instance: its iterations' elements."""
-
-    loop: S.Loop
-    iterations: list  # list of lists of _El
-    indices: list  # the iteration numbers seen
-
-
-@dataclass(eq=False)
-class _Entry:
-    key: str
-    kind: str
-    items: dict = field(default_factory=dict)  # sample -> _El
-    guard: tuple = ()  # conditions (template expressions), outermost first
-    inputs: list = field(default_factory=list)  # per input slot: a ref
-    loop: object = None  # the folded loop this entry is in (its _Entry), or None
-    pos: int = 0
-    # a folded loop
-    body: list | None = None
-    count: object = None
-    var: str | None = None
-    pattern: tuple | None = None  # a body entry: (prefix, a, b), its name is prefix_{a * i + b}
-    chain: tuple | None = None  # (pre ref, (body key, output)) of the carried value
-    end: int = 0
-    start: int = 0  # the first pass the loop runs: 1 where the first is written out before it
-
-
-def _elements(graph: Graph, inst: Instance, modes: dict) -> list:
-    raw = []
-    for item in inst.items:
-        if isinstance(item, Instance):
-            call = graph.calls.get(item.path)
-            raw.append(_El("call", item, call.provenance if call else S.Provenance(), item.path[-1]))
-        else:
-            prov = graph.provenance.get(item.name) or S.Provenance()
-            raw.append(_El("node", item, prov, item.name.rsplit(".", 1)[-1]))
-    return _group_loops(raw, modes)
-
-
-def _loop_key(loop: S.Loop) -> str:
-    span = loop.span
-    return f"repeat@{span.file}:{span.line}:{span.column}"
-
-
-def _group_loops(raw: list, modes: dict) -> list:
-    """The items of each outermost `repeat` gathered into one element, unless `modes` says
-    "unroll" (or "peel": its first pass stays outside); loops inside a loop's body stay
-    unrolled in it."""
-    out, i = [], 0
-    while i < len(raw):
-        loops = raw[i].prov.loops
-        if not loops or modes.get(_loop_key(loops[0])) == "unroll":
-            out.append(raw[i])
-            i += 1
-            continue
-        loop, j = loops[0], i
-        while j < len(raw) and raw[j].prov.loops and raw[j].prov.loops[0].id == loop.id:
-            j += 1
-        iterations: dict[int, list] = {}
-        for el in raw[i:j]:
-            iterations.setdefault(el.prov.loops[0].iteration, []).append(el)
-        order = sorted(iterations)
-        if modes.get(_loop_key(loop)) == "peel" and order and order[0] == 0:
-            out += iterations[0]
-            order = order[1:]
-            if not order:
-                i = j
-                continue
-        run = _Run(loop, [iterations[k] for k in order], order)
-        out.append(_El("loop", run, S.Provenance(guards=raw[i].prov.guards[: loop.outer_guards]), _loop_key(loop)))
-        i = j
-    return out
-
-
-def _name_number(name: str):
-    match = re.fullmatch(r"(.*)_(\d+)", name)
-    return (match.group(1), int(match.group(2))) if match else (name, None)
-
-
 # ---------------------------------------------------------------- module-level state
 
 
@@ -476,12 +385,12 @@ class TorchEmitter:
 
     def _emit(self, group: list, block: str | None):
         """One class for `group`: a loop that cannot fold is tried with its first pass written
-        out, then unrolled; a _Mismatch that splits the group goes to the caller."""
+        out, then unrolled; a Mismatch that splits the group goes to the caller."""
         modes: dict[str, str] = {}
         while True:
             try:
-                return _Class(self, group, block, modes).emit()
-            except _Mismatch as exc:
+                return _Writer(Template(self, group, block, modes).build()).write()
+            except Mismatch as exc:
                 mode = modes.get(exc.unroll)
                 if exc.unroll is None or mode == "unroll":
                     if len(group) == 1:
@@ -495,7 +404,7 @@ class TorchEmitter:
             group = pending.pop(0)
             try:
                 done.append((group, self._emit(group, block)))
-            except _Mismatch as exc:
+            except Mismatch as exc:
                 clusters = exc.clusters if exc.clusters and len(exc.clusters) > 1 else [[i] for i in range(len(group))]
                 pending[:0] = [[group[i] for i in cluster] for cluster in clusters]
         for (group, info), base in zip(done, _class_names(self.graph, block, [g for g, _ in done])):
@@ -542,7 +451,7 @@ def _class_names(graph: Graph, block: str, groups: list) -> list[str]:
         seen: dict = {}
         for inst in group:
             call = graph.calls.get(inst.path)
-            for p, v in (call.args.items() if call else ()):
+            for p, v in call.args.items() if call else ():
                 seen.setdefault(p, set()).add(v if isinstance(v, (int, str, bool)) else repr(v))
         values.append(seen)
     # a parameter an `if` of the block reads says best what differs: try those first
@@ -615,922 +524,13 @@ class _ClassInfo:
 _NO_DEFAULT = object()
 
 
-# ---------------------------------------------------------------- one class
-
-
-class _Class:
-    """The template of a group of instances and its emission; raises _Mismatch when the
-    instances do not share one text."""
-
-    def __init__(self, emitter: TorchEmitter, instances: list, block: str | None, modes: dict):
-        self.e, self.graph = emitter, emitter.graph
-        self.instances = instances
-        self.block = block
-        self.modes = modes  # loop key -> "peel" or "unroll"
-        self.calls = [self.graph.calls.get(inst.path) for inst in instances] if block else [None]
-        self.single = len(instances) == 1
-
-    # ------------------------------------------------------------ building the template
-
-    def emit(self) -> _ClassInfo:
-        self._build()
-        self._prepare_names()
-        return _Writer(self).write()
-
-    def _build(self):
-        samples = [((n,), _elements(self.graph, inst, self.modes)) for n, inst in enumerate(self.instances)]
-        self.entries = self._union(samples)
-        self.entry_of: dict[str, _Entry] = {}
-        self.loops: dict[str, _Entry] = {}
-        self.loop_ids: dict[int, str] = {}  # a repeat's execution -> its loop entry
-        self._index(self.entries, None)
-        self.refs: dict[tuple, dict] = {}
-        self.vals: dict[tuple, dict] = {}
-        self.remaps: dict[tuple, list] = {}
-        for n, inst in enumerate(self.instances):
-            sid = (n,)
-            refs = {}
-            if self.block is None:
-                for name in self.graph.inputs:
-                    refs[Value(name)] = ("in", name)
-            else:
-                for value, pname in self.graph.instance_args.get(inst.path, {}).items():
-                    refs[value] = ("in", pname)
-            self.refs[sid] = refs
-            self.remaps[sid] = []
-        self._define(self.entries)
-        self.vals = {sid: {ref: v for v, ref in dict.items(refs)} for sid, refs in self.refs.items()}
-        self._position(self.entries, 0)
-        for entry in self._all_entries():
-            self._unify(entry)
-            entry.guard = self._guard(entry)
-            if entry.kind == "loop":
-                counts = {sid: self._translate(sid, el.obj.loop.count, entry.pos) for sid, el in entry.items.items()}
-                entry.count = self._same(counts)
-        self._verify()
-        self._simplify_guards()
-        self.returns = self._returns()
-
-    def _union(self, samples) -> list:
-        order: list[str] = []
-        where: dict[str, int] = {}
-        entries: dict[str, _Entry] = {}
-        for sid, elements in samples:
-            keys = [el.key for el in elements]
-            if not order and len(set(keys)) == len(keys):
-                order = keys
-                where = {k: i for i, k in enumerate(order)}
-                for el in elements:
-                    entries[el.key] = _Entry(el.key, el.kind)
-                    self._add(entries[el.key], sid, el)
-                continue
-            if keys == order:
-                for el in elements:
-                    self._add(entries[el.key], sid, el)
-                continue
-            prev = -1
-            for el in elements:
-                entry = entries.get(el.key)
-                if entry is None:
-                    entry = entries[el.key] = _Entry(el.key, el.kind)
-                    order.insert(prev + 1, el.key)
-                    where = {k: i for i, k in enumerate(order)}
-                elif where[el.key] <= prev:
-                    raise _Mismatch(self._clusters_by_keys())
-                self._add(entry, sid, el)
-                prev = where[el.key]
-        result = [entries[k] for k in order]
-        for entry in result:
-            if entry.kind == "loop":
-                self._fold(entry)
-        return result
-
-    def _add(self, entry: _Entry, sid, el: _El):
-        if sid in entry.items:
-            raise _Mismatch(self._clusters_by_keys())
-        first = next(iter(entry.items.values()), None)
-        if first is not None and (entry.kind != el.kind or _what(first) != _what(el)):
-            clusters: dict = {}
-            for n, inst in enumerate(self.instances):
-                found = [e for e in _elements(self.graph, inst, self.modes) if e.key == entry.key]
-                clusters.setdefault(_what(found[0]) if found else None, []).append(n)
-            groups = list(clusters.values())
-            raise _Mismatch(groups if len(groups) > 1 else self._clusters_by_keys())
-        entry.items[sid] = el
-
-    def _clusters_by_keys(self):
-        """Instances whose bodies list the same layers and calls, in the same order."""
-        clusters: dict[tuple, list] = {}
-        for n, inst in enumerate(self.instances):
-            elements = _elements(self.graph, inst, self.modes)
-            clusters.setdefault(tuple((el.key, _what(el)) for el in elements), []).append(n)
-        return list(clusters.values())
-
-    def _fold(self, entry: _Entry):
-        """A `repeat` whose iterations are alike becomes one loop; else it is unrolled."""
-        runs = entry.items
-        entry.start = 1 if self.modes.get(entry.key) == "peel" else 0
-        counts = {len(el.obj.iterations) for el in runs.values()}
-        first = next(iter(runs.values())).obj.loop
-        wanted = len(counts) > 1 or max(counts) + entry.start > _UNROLL_UP_TO or not S.constant(first.count)
-        if not wanted or first.count is None:
-            raise _Mismatch(unroll=entry.key, peel=False)
-        shape = None
-        body_samples = []
-        for sid, el in runs.items():
-            run = el.obj
-            if run.indices != list(range(entry.start, entry.start + len(run.indices))):
-                raise _Mismatch(unroll=entry.key)
-            for k, elements in zip(run.indices, run.iterations):
-                here = [(el2.kind, _what(el2), _name_number(el2.key)[0]) for el2 in elements]
-                if any(kind == "loop" for kind, _, _ in here) or (shape is not None and here != shape):
-                    raise _Mismatch(unroll=entry.key)
-                shape = here
-                body_samples.append((sid + (k, entry.key), elements))
-        body: list[_Entry] = []
-        numbers: list[list] = [[] for _ in shape]
-        for sid, elements in body_samples:
-            for p, el in enumerate(elements):
-                if p == len(body):
-                    body.append(_Entry(f"{entry.key}#{p}", el.kind))
-                outer = el.prov.loops[0].outer_guards if el.prov.loops else 0
-                local = _El(el.kind, el.obj, el.prov, body[p].key)
-                local.body_guards = el.prov.guards[outer:]
-                body[p].items[sid] = local
-                numbers[p].append((sid[1], _name_number(el.key)[1]))
-        for p, entry2 in enumerate(body):
-            prefix = shape[p][2]
-            pattern = _fit_pattern(numbers[p])
-            if pattern is None:
-                raise _Mismatch(unroll=entry.key)
-            entry2.pattern = (prefix,) + pattern
-        first_el = next(iter(runs.values()))
-        entry.body = body
-        entry.var = first_el.obj.loop.var
-
-    def _index(self, entries, loop):
-        for entry in entries:
-            entry.loop = loop
-            self.entry_of[entry.key] = entry
-            if entry.kind == "loop":
-                self.loops[entry.key] = entry
-                for el in entry.items.values():
-                    self.loop_ids[el.obj.loop.id] = entry.key
-                self._index(entry.body, entry)
-
-    def _all_entries(self, entries=None):
-        for entry in self.entries if entries is None else entries:
-            yield entry
-            if entry.kind == "loop":
-                yield from self._all_entries(entry.body)
-
-    def _position(self, entries, pos: int) -> int:
-        for entry in entries:
-            entry.pos = pos
-            pos += 1
-            if entry.kind == "loop":
-                pos = self._position(entry.body, pos)
-                entry.end = pos - 1
-        return pos
-
-    def _outputs(self, sid, el: _El) -> list:
-        """The values an element makes, in the order its class returns them."""
-        if el.kind == "node":
-            return [Value(el.obj.name, i) for i in range(len(el.obj.outputs))]
-        return list(self.e.returns.get(el.obj.path, []))
-
-    def _define(self, entries):
-        """Fills `refs`: which ref names each value in each sample."""
-        for entry in entries:
-            if entry.kind != "loop":
-                for sid, el in entry.items.items():
-                    for i, v in enumerate(self._outputs(sid, el)):
-                        self.refs[sid][v] = ("v", entry.key, i)
-                continue
-            self._define_loop(entry)
-
-    def _define_loop(self, loop: _Entry):
-        """The refs of a folded loop's body, and its carried value (a chain of iterations)."""
-        iteration_of: dict[tuple, dict] = {}  # top sample -> Value -> (k, ref)
-        for body_entry in loop.body:
-            for sid, el in body_entry.items.items():
-                for i, v in enumerate(self._outputs(sid, el)):
-                    iteration_of.setdefault(sid[:1], {})[v] = (sid[1], ("v", body_entry.key, i))
-        carried, pre = set(), {}
-        for body_entry in loop.body:
-            for sid, el in body_entry.items.items():
-                made = iteration_of.get(sid[:1], {})
-                for v in _reads(el):
-                    if v in made:
-                        k, ref = made[v]
-                        if k == sid[1] - 1:
-                            carried.add(ref)
-                        elif k != sid[1]:
-                            raise _Mismatch(unroll=loop.key)
-        after = self._after_loop_reads(loop)
-        last = {top: max(k for k, _ in made.values()) for top, made in iteration_of.items()}
-        for top, values in after.items():
-            for v in values:
-                if v in iteration_of.get(top, {}):
-                    k, ref = iteration_of[top][v]
-                    if k != last[top]:
-                        raise _Mismatch(unroll=loop.key)
-                    carried.add(ref)
-        if len(carried) > 1:
-            raise _Mismatch(unroll=loop.key)
-        out = next(iter(carried), None)
-        # the value iteration 0 starts from: read at k = 0 where later iterations read the carried value
-        slots = set()
-        for body_entry in loop.body:
-            for sid, el in body_entry.items.items():
-                made = iteration_of.get(sid[:1], {})
-                for j, v in enumerate(_reads(el)):
-                    if v in made and made[v][1] == out and made[v][0] == sid[1] - 1:
-                        slots.add((body_entry.key, j))
-        if out is not None and not slots:  # no sample runs twice: the carried value is the one of the same spec name
-            slots = self._guess_chain_slots(loop, out, iteration_of)
-        for body_entry in loop.body:
-            for sid, el in body_entry.items.items():
-                if sid[1] != loop.start:
-                    continue
-                reads = _reads(el)
-                for j, v in enumerate(reads):
-                    if (body_entry.key, j) in slots and v not in iteration_of.get(sid[:1], {}):
-                        pre.setdefault(sid[:1], set()).add(v)
-        for top, values in pre.items():
-            if len(values) > 1:
-                raise _Mismatch(unroll=loop.key)
-        for top in loop.items:
-            refs = self.refs[top]
-            made = iteration_of.get(top, {})
-            first = next(iter(pre.get(top, ())), None)
-            count = len(loop.items[top].obj.iterations)
-            by_k: dict[int, dict] = {}
-            for v, (k, ref) in made.items():
-                by_k.setdefault(k, {})[v] = ref
-            for k in range(loop.start, loop.start + count):
-                body_refs = dict(by_k.get(k, {}))
-                for v, ref in by_k.get(k - 1, {}).items():
-                    if ref == out:
-                        body_refs[v] = ("carry", loop.key)
-                if k == loop.start and first is not None:
-                    body_refs[first] = ("carry", loop.key)
-                self.refs[top + (k, loop.key)] = _Layered(body_refs, refs, top)
-            for v, (k, ref) in made.items():
-                if ref == out and k == loop.start + count - 1:
-                    refs[v] = ("chain", loop.key)
-            if first is not None:
-                if first in after.get(top, ()):
-                    raise _Mismatch(unroll=loop.key)  # the value before the loop is still read after it
-                self.remaps[top].append((loop, first, ("chain", loop.key)))
-        pre_refs = {self.refs[top].get(v) for top, values in pre.items() for v in values}
-        if len(pre_refs) > 1:
-            raise _Mismatch(unroll=loop.key)
-        if pre_refs:
-            pre_ref = pre_refs.pop()
-            for n in range(len(self.instances)):
-                top = (n,)
-                if top not in loop.items:  # no iteration here: the value after the loop is the one before
-                    for v, ref in list(self.refs[top].items()):
-                        if ref == pre_ref:
-                            self.remaps[top].append((loop, v, ("chain", loop.key)))
-        loop.chain = (None, out)
-        self._pre = getattr(self, "_pre", {})
-        self._pre[loop.key] = pre
-
-    def _guess_chain_slots(self, loop, out, iteration_of):
-        out_entry = self.entry_of.get(out[1]) if out else None
-        names = set()
-        if out_entry is not None:
-            for el in out_entry.items.values():
-                names.add(_spec_name(el, out[2]))
-        slots = set()
-        for body_entry in loop.body:
-            for sid, el in body_entry.items.items():
-                made = iteration_of.get(sid[:1], {})
-                for j, v in enumerate(_reads(el)):
-                    if v not in made and self._value_spec_name(sid[:1], v) in names:
-                        slots.add((body_entry.key, j))
-        return slots
-
-    def _value_spec_name(self, top, value: Value):
-        if value.node in self.graph.inputs:
-            return value.node
-        ref = self.refs[top].get(value)
-        if ref and ref[0] == "in":
-            return ref[1]
-        if ref and ref[0] == "v" and ref[1] in self.entry_of:
-            el = self.entry_of[ref[1]].items.get(top)
-            return _spec_name(el, ref[2]) if el else None
-        return None
-
-    def _after_loop_reads(self, loop: _Entry) -> dict:
-        reads: dict[tuple, set] = {}
-        seen = False
-        for entry in self.entries:
-            if entry is loop:
-                seen = True
-                continue
-            if not seen or entry.kind == "loop":
-                continue
-            for sid, el in entry.items.items():
-                reads.setdefault(sid, set()).update(_reads(el))
-        for n, inst in enumerate(self.instances):
-            reads.setdefault((n,), set()).update(self._instance_outputs(n))
-        return reads
-
-    def _instance_outputs(self, n: int) -> list:
-        if self.block is None:
-            return [v for _, v in self.graph.outputs]
-        return list(self.instances[n].outputs)
-
-    def _ref(self, sid, value: Value, pos: int | None = None):
-        refs = self.refs.get(sid)
-        if refs is None:
-            return None
-        if len(sid) == 1 and pos is not None:
-            for loop, v, ref in self.remaps.get(sid, ()):
-                if v == value and pos > loop.end:
-                    return ref
-        return refs.get(value)
-
-    def _unify(self, entry: _Entry):
-        """One ref per input slot, shared by every sample where the entry appears."""
-        slots = None
-        per_sample = {}
-        for sid, el in entry.items.items():
-            if entry.kind == "loop":
-                return
-            reads = _reads(el)
-            refs = [self._ref(sid, v, entry.pos) for v in reads]
-            if any(r is None for r in refs):
-                raise _Mismatch(self._clusters_by_keys())
-            per_sample[sid] = refs
-            slots = len(refs) if slots is None else slots
-            if len(refs) != slots:
-                raise _Mismatch(self._clusters_by_keys())
-        entry.inputs = []
-        for j in range(slots or 0):
-            options = {refs[j] for refs in per_sample.values()}
-            if len(options) == 1:
-                entry.inputs.append(options.pop())
-                continue
-            entry.inputs.append(self._join(entry.loop, j, per_sample))
-
-    def _join(self, loop, j: int, per_sample: dict):
-        """A slot fed by an optional layer where it exists, else by one value made before."""
-        defaults = set()
-        options = []
-        for sid, refs in per_sample.items():
-            ref = refs[j]
-            producer = self.entry_of.get(ref[1]) if ref[0] == "v" else None
-            if producer is not None and self._guard_raw(producer) and producer.loop is loop:
-                if ref not in options:
-                    options.append(ref)
-            else:
-                defaults.add(ref)
-        if len(defaults) != 1 or not options:
-            raise _Mismatch(self._clusters_by_slot(j, per_sample))
-        default = defaults.pop()
-        for sid, refs in per_sample.items():
-            present = [o for o in options if sid in self.entry_of[o[1]].items]
-            want = present[0] if len(present) == 1 else (default if not present else None)
-            if want != refs[j]:
-                raise _Mismatch(self._clusters_by_slot(j, per_sample))
-        return ("join", default, tuple(options))
-
-    def _clusters_by_slot(self, j, per_sample):
-        clusters: dict = {}
-        for sid, refs in per_sample.items():
-            clusters.setdefault(refs[j], []).append(sid[0])
-        absent = [n for n in range(len(self.instances)) if (n,) not in per_sample]
-        groups = list(clusters.values())
-        if groups:
-            groups[0] += absent
-        return [sorted(set(g)) for g in groups]
-
-    def _guard_raw(self, entry: _Entry) -> tuple:
-        el = next(iter(entry.items.values()))
-        return getattr(el, "body_guards", None) if entry.loop is not None else el.prov.guards
-
-    def _guard(self, entry: _Entry) -> tuple:
-        """The entry's conditions, the same in every sample, or a mismatch."""
-        per_sample = {}
-        for sid, el in entry.items.items():
-            raw = getattr(el, "body_guards", el.prov.guards) if entry.loop is not None else el.prov.guards
-            per_sample[sid] = tuple(self._translate(sid, g, entry.pos) if g is not None else None for g in raw)
-        return self._same(per_sample)
-
-    def _same(self, per_sample: dict):
-        """The one value every sample gives, else a split of the instances by value
-        (those without the entry join the first group)."""
-        values = list(per_sample.values())
-        if all(v == values[0] for v in values[1:]):
-            return values[0] if values else ()
-        if any(len(sid) > 1 for sid in per_sample):
-            raise _Mismatch(unroll=next(sid[2] for sid in per_sample if len(sid) > 1))
-        groups: dict = {}
-        for sid, value in per_sample.items():
-            groups.setdefault(repr(value), []).append(sid[0])
-        clusters = list(groups.values())
-        clusters[0] += [n for n in range(len(self.instances)) if (n,) not in per_sample]
-        raise _Mismatch([sorted(g) for g in clusters])
-
-    def _translate(self, sid, expr, pos=None):
-        """A recorded expression in template terms (values as refs), or None."""
-        if expr is None:
-            return None
-        if isinstance(expr, S.Size):
-            ref = self._ref(sid, expr.value, pos)
-            return None if ref is None else S.Size(ref, expr.axis)
-        if isinstance(expr, S.LoopVar):
-            key = self.loop_ids.get(expr.loop)
-            return None if key is None else S.LoopVar(key, expr.name)
-        if isinstance(expr, S.Local):
-            inner = self._translate(sid, expr.expr, pos)
-            return None if inner is None else S.Local(expr.name, inner)
-        if isinstance(expr, S.Op):
-            args = tuple(self._translate(sid, a, pos) for a in expr.args)
-            return None if any(a is None for a in args) else S.Op(expr.op, args)
-        return expr
-
-    # ------------------------------------------------------------ checking the template
-
-    def env(self, sid):
-        """`evaluate`'s environment in sample `sid`."""
-        n = sid[0]
-        call = self.calls[n]
-
-        def leaf(e):
-            if isinstance(e, S.Param):
-                if call is None or e.name not in call.args:
-                    raise S.Unknown(e.name)
-                return call.args[e.name]
-            if isinstance(e, S.Size):
-                value = self.value_of(sid, e.value)
-                if value is None:
-                    raise S.Unknown(str(e))
-                return self.graph.type_of(value).shape[e.axis]
-            if isinstance(e, S.LoopVar):
-                if len(sid) < 3 or sid[2] != e.loop:
-                    raise S.Unknown(str(e))
-                return sid[1]
-            raise S.Unknown(str(e))
-
-        return leaf
-
-    def value_of(self, sid, ref):
-        """The Value a ref names in a sample, or None."""
-        if ref[0] == "join":
-            for option in ref[2]:
-                value = self.value_of(sid, option)
-                if value is not None:
-                    return value
-            return self.value_of(sid, ref[1])
-        vals = self.vals.get(sid)
-        if vals is None:
-            return None
-        value = vals.get(ref)
-        if value is None and len(sid) > 1:
-            return self.value_of(sid[:1], ref)
-        if value is None and ref[0] == "chain":
-            for _, v, r in self.remaps.get(sid, ()):
-                if r == ref:
-                    return v
-        return value
-
-    def evaluate(self, sid, expr):
-        try:
-            return S.evaluate(expr, self.env(sid))
-        except (S.Unknown, RecursionError):
-            return _UNKNOWN
-
-    def _verify(self):
-        """Every sample has exactly the entries its guards and loop counts select."""
-        top = [(n,) for n in range(len(self.instances))]
-        self._verify_level(self.entries, top)
-
-    def _verify_level(self, entries, samples):
-        for entry in entries:
-            for sid in samples:
-                present = sid in entry.items
-                holds = self._holds(sid, entry.guard)
-                if present and holds is False:
-                    raise _Mismatch(self._clusters_by_presence())
-                if not present and holds is not False:
-                    if entry.kind == "loop" and self.evaluate(sid, entry.count) == entry.start:
-                        continue
-                    if self.single and not entry.guard:
-                        continue
-                    raise _Mismatch(self._clusters_by_presence())
-                if present and entry.kind == "loop":
-                    run = entry.items[sid].obj
-                    if self.evaluate(sid, entry.count) != entry.start + len(run.iterations):
-                        raise _Mismatch(unroll=entry.key)
-                    body_samples = [sid + (k, entry.key) for k in run.indices]
-                    self._verify_level(entry.body, body_samples)
-
-    def _simplify_guards(self):
-        """A condition true in every instance (or one never to be decided) is left out."""
-        top = [(n,) for n in range(len(self.instances))]
-        for entry in self._all_entries():
-            if not entry.guard:
-                continue
-            samples = top
-            if entry.loop is not None:
-                samples = [sid for e in entry.loop.body for sid in e.items] or list(entry.items)
-            kept = []
-            for g in entry.guard:
-                if g is None or all(self._holds(sid, (g,)) is True for sid in samples):
-                    continue
-                kept.append(g)
-            entry.guard = tuple(kept)
-
-    def _holds(self, sid, guard):
-        """True, False, or None where a condition is unknown or fails to evaluate."""
-        for g in guard:
-            if g is None:
-                return None
-            value = self.evaluate(sid, g)
-            if value is _UNKNOWN or not isinstance(value, bool):
-                return None
-            if not value:
-                return False
-        return True
-
-    def _clusters_by_presence(self):
-        clusters: dict = {}
-        for n in range(len(self.instances)):
-            present = tuple(entry.key for entry in self._all_entries() if any(sid[0] == n for sid in entry.items))
-            clusters.setdefault(present, []).append(n)
-        return list(clusters.values())
-
-    def _returns(self) -> list:
-        """The refs `forward` returns, in the order of the spec's `return`."""
-        end = 1 << 60
-        if self.block is None:
-            return [self._ref((0,), v, end) for _, v in self.graph.outputs]
-        per_sample = {}
-        for n, inst in enumerate(self.instances):
-            values = self._returned(n)
-            refs = [self._ref((n,), v, end) for v in values]
-            if any(r is None for r in refs):
-                raise _Mismatch([[i] for i in range(len(self.instances))])
-            per_sample[(n,)] = refs
-        counts = {len(refs) for refs in per_sample.values()}
-        if len(counts) != 1:
-            groups: dict = {}
-            for sid, refs in per_sample.items():
-                groups.setdefault(len(refs), []).append(sid[0])
-            raise _Mismatch(list(groups.values()))
-        found = []
-        for j in range(counts.pop()):
-            options = {refs[j] for refs in per_sample.values()}
-            found.append(options.pop() if len(options) == 1 else self._join(None, j, per_sample))
-        for n, inst in enumerate(self.instances):
-            self.e.returns[inst.path] = [self.value_of((n,), ref) for ref in found]
-        return found
-
-    def _returned(self, n: int) -> list:
-        """The values instance n returns that are made inside it (an input passed back is not)."""
-        call = self.calls[n]
-        inst = self.instances[n]
-        values = [v for v in call.returns if v is not None] if call is not None and call.returns else []
-        values = [v for v in values if v.node in inst.names]
-        if not values or any(v.node not in self.graph.g for v in values):
-            return list(inst.outputs)
-        return values
-
-    # ------------------------------------------------------------ names of parameters and sizes
-
-    def _prepare_names(self):
-        """Constructor atoms: the compile-time parameters and the used input sizes."""
-        self.params: list[str] = []
-        self.defaults: dict[str, object] = {}
-        self.block_params: tuple = ()
-        if self.block is not None and self.calls[0] is not None:
-            self.block_params = self.calls[0].params
-            for p in self.block_params:
-                if all(c is not None and p in c.args for c in self.calls):
-                    self.params.append(p)
-            for c in self.calls:
-                for p in c.defaults:
-                    if p in c.args:
-                        self.defaults.setdefault(p, c.args[p])
-        self.tensor_params = [p for p in self.block_params if p not in self.params]
-        self.local_size_names = {}
-        for entry in self._all_entries():
-            for sid, el in entry.items.items():
-                for expr in el.prov.exprs.values():
-                    for leaf in S.leaves(self._translate(sid, expr, entry.pos)):
-                        if isinstance(leaf, S.Local) and isinstance(leaf.expr, S.Size) and leaf.expr.value[0] == "in":
-                            self.local_size_names.setdefault((leaf.expr.value[1], leaf.expr.axis), leaf.name)
-                break
-
-
-class _Layered(dict):
-    """A body sample's refs: its own, then the instance's."""
-
-    def __init__(self, own: dict, outer: dict, top):
-        super().__init__(own)
-        self.outer, self.top = outer, top
-
-    def get(self, key, default=None):
-        if key in self:
-            return self[key]
-        return self.outer.get(key, default)
-
-    def items(self):
-        merged = dict(self.outer)
-        merged.update(dict.items(self))
-        return merged.items()
-
-
-_UNKNOWN = object()
-
-
-def _reads(el: _El) -> list:
-    """The values an element reads, in slot order."""
-    if el.kind == "node":
-        return list(el.obj.inputs)
-    return list(el.obj.inputs)
-
-
-def _what(el: _El):
-    if el.kind == "node":
-        return ("node", el.obj.op)
-    if el.kind == "call":
-        return ("call", el.obj.block)
-    return ("loop",)
-
-
-def _spec_name(el: _El | None, index: int):
-    """The spec's name for output `index` of an element, or None."""
-    if el is None:
-        return None
-    names = el.prov.names
-    count = len(el.obj.outputs) if el.kind == "node" else len(el.obj.outputs)
-    if len(names) > 1 and len(names) == count:
-        return names[index]
-    if el.kind == "node":
-        return el.obj.var if count == 1 else None
-    return names[0] if len(names) == 1 and count == 1 else None
-
-
-def _fit_pattern(samples):
-    """(a, b) with number = a * iteration + b for every (iteration, number), or None."""
-    if any(number is None for _, number in samples):
-        return None
-    by_k = {}
-    for k, number in samples:
-        if by_k.setdefault(k, number) != number:
-            return None
-    ks = sorted(by_k)
-    b = by_k[ks[0]] - ks[0]
-    a = 1
-    if len(ks) > 1:
-        a = (by_k[ks[1]] - by_k[ks[0]]) // (ks[1] - ks[0])
-        b = by_k[ks[0]] - a * ks[0]
-    if a < 1 or any(by_k[k] != a * k + b for k in ks):
-        return None
-    return a, b
-
-
-# ---------------------------------------------------------------- sizes
-
-
-def _size_samples(c: _Class, ref) -> list:
-    if ref[0] == "v":
-        return list(c.entry_of[ref[1]].items)
-    if ref[0] == "carry":
-        return [sid for entry in c.loops[ref[1]].body for sid in entry.items]
-    return [(n,) for n in range(len(c.instances)) if c.value_of((n,), ref) is not None]
-
-
-def _concrete(c: _Class, sid, ref, axis):
-    value = c.value_of(sid, ref)
-    if value is None:
-        return None
-    shape = c.graph.type_of(value).shape
-    return shape[axis] if axis < len(shape) else None
-
-
-def _int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def size_expr(c: _Class, ref, axis):
-    """An expression over the class's parameters and input sizes for a static size of a
-    value, exact in every sample; None where none is found."""
-    memo = c.__dict__.setdefault("_sizes", {})
-    key = (ref, axis)
-    if key in memo:
-        return memo[key]
-    memo[key] = None  # a size does not depend on itself
-    samples = _size_samples(c, ref)
-    concrete = {sid: _concrete(c, sid, ref, axis) for sid in samples}
-    if not samples or not all(_int(v) for v in concrete.values()):
-        return None
-    for candidate in _candidates(c, ref, axis, samples, concrete):
-        if candidate is None or not _renderable(c, candidate):
-            continue
-        if all(_same_int(c.evaluate(sid, candidate), concrete[sid]) for sid in samples):
-            candidate = _expand(c, candidate)  # over parameters and input sizes only
-            if S.constant(candidate) and not any(isinstance(x, S.Global) for x in S.leaves(candidate)):
-                candidate = S.Lit(concrete[samples[0]])  # `256`, not `64 * 4`: no name to keep
-            memo[key] = candidate
-            return candidate
-    return None
-
-
-def _all_sizes(c: _Class):
-    """Every value's sizes, in template order: each then reads only sizes already known."""
-    for entry in c._all_entries():
-        if entry.kind == "loop":
-            refs = [("carry", entry.key)]
-        else:
-            refs = [("v", entry.key, i) for i in range(len(c._outputs(*next(iter(entry.items.items())))))]
-        for ref in refs:
-            value = c.value_of(next(iter(entry.items)) if entry.kind != "loop" else (0,), ref)
-            if value is None and entry.kind == "loop":
-                samples = _size_samples(c, ref)
-                value = c.value_of(samples[0], ref) if samples else None
-            if value is not None:
-                for axis, d in enumerate(c.graph.type_of(value).shape):
-                    if _int(d):
-                        size_expr(c, ref, axis)
-
-
-def _same_int(a, b) -> bool:
-    return _int(a) and a == b
-
-
-def _renderable(c: _Class, expr) -> bool:
-    """Every size it reads has an expression of its own (else it would print a number)."""
-    for leaf in S.leaves(expr):
-        if isinstance(leaf, S.Size) and leaf.value[0] != "in" and size_expr(c, leaf.value, leaf.axis) is None:
-            return False
-    return True
-
-
-def _rank(c: _Class, ref, sid):
-    value = c.value_of(sid, ref)
-    return None if value is None else c.graph.type_of(value).rank
-
-
-def _candidates(c: _Class, ref, axis, samples, concrete):
-    sid0 = samples[0]
-    if ref[0] == "in":
-        if c.block is not None:
-            yield S.Size(ref, axis)
-            return
-    if ref[0] == "join":
-        yield S.Size(ref[1], axis)
-        for option in ref[2]:
-            yield S.Size(option, axis)
-    if ref[0] == "v":
-        entry = c.entry_of[ref[1]]
-        el = entry.items[sid0]
-        rank = _rank(c, ref, sid0)
-        if entry.kind == "node":
-            for expr in el.prov.exprs.values():
-                translated = c._translate(sid0, expr, entry.pos)
-                if isinstance(translated, S.Op) and translated.op == "tuple" and len(translated.args) == rank:
-                    translated = translated.args[axis]  # reshape((n, t, d)): axis 2 is `d`
-                if translated is not None and _int(c.evaluate(sid0, translated)):
-                    yield translated
-        else:
-            yield from _child_sizes(c, entry, el, ref, axis)
-        same_rank = [r for r in entry.inputs if r[0] != "join" and _rank(c, r, sid0) == rank]
-        for r in same_rank:
-            yield S.Size(r, axis)
-        if len(same_rank) > 1:
-            total = S.Size(same_rank[0], axis)
-            for r in same_rank[1:]:
-                total = S.Op("add", (total, S.Size(r, axis)))
-            yield total
-    if ref[0] == "carry":
-        loop = c.loops[ref[1]]
-        pre = next(iter(c._pre.get(loop.key, {}).values()), None)
-        if pre:
-            value = next(iter(pre))
-            pre_ref = c._ref((sid0[0],), value, loop.pos)
-            if pre_ref is not None:
-                yield S.Size(pre_ref, axis)
-    yield from _fits(c, ref, samples, concrete)
-
-
-def _child_sizes(c: _Class, entry, el, ref, axis):
-    """The child class's expression for the size, in this class's terms."""
-    name = c.e.cls_of.get(el.obj.path)
-    info = c.e.info.get(name)
-    if info is None:
-        return
-    expr = info.return_sizes.get((ref[2], axis))
-    if expr is None:
-        return
-    call = c.graph.calls.get(el.obj.path)
-    args = c.graph.instance_args.get(el.obj.path, {})
-    slot = {args[v]: entry.inputs[j] for j, v in enumerate(_reads(el)) if v in args and j < len(entry.inputs)}
-    sid0 = next(iter(entry.items))
-
-    def substitute(e):
-        if isinstance(e, S.Param):
-            written = call.provenance.exprs.get(e.name) if call else None
-            translated = c._translate(sid0, written, entry.pos)
-            return translated if translated is not None else S.Lit(call.args[e.name])
-        if isinstance(e, S.Size):
-            return S.Size(slot[e.value[1]], e.axis) if e.value[1] in slot else None
-        if isinstance(e, S.Op):
-            args2 = tuple(substitute(a) for a in e.args)
-            return None if any(a is None for a in args2) else S.Op(e.op, args2)
-        if isinstance(e, S.Local):
-            inner = substitute(e.expr)
-            return None if inner is None else S.Local(e.name, inner)
-        return e
-
-    yield substitute(expr)
-
-
-def _fits(c: _Class, ref, samples, concrete):
-    """Simple forms over the parameters and input sizes: `a`, `a * k`, `a // k`, `a + k`,
-    and in a loop `a + k * i`; a constant where the size never changes."""
-    values = list(concrete.values())
-    if all(v == values[0] for v in values):
-        yield S.Lit(values[0])
-    sid0 = samples[0]
-    atoms = []
-    call = c.calls[sid0[0]]
-    if call is not None:
-        for p in c.params:
-            if _int(call.args.get(p)):
-                atoms.append(S.Param(p))
-    for p in c.tensor_params:
-        value = c.value_of(sid0, ("in", p))
-        if value is None:
-            continue
-        for axis, d in enumerate(c.graph.type_of(value).shape):
-            if _int(d) and d > 0:
-                atoms.append(S.Size(("in", p), axis))
-    target = concrete[sid0]
-    loop = sid0[2] if len(sid0) > 2 else None
-    index = S.LoopVar(loop, None) if loop else None
-    for atom in atoms:
-        a = c.evaluate(sid0, atom)
-        if not _int(a) or a == 0:
-            continue
-        yield atom
-        if target % a == 0:
-            yield S.Op("mul", (atom, S.Lit(target // a)))
-        if a % target == 0 if target else False:
-            yield S.Op("floordiv", (atom, S.Lit(a // target)))
-        if index is None:
-            yield S.Op("add", (atom, S.Lit(target - a)))
-    if index is not None:  # a loop's pass i: `a + i * step`
-        by_instance: dict = {}
-        for sid in samples:
-            by_instance.setdefault(sid[0], []).append(sid)
-        pair = next((sids[:2] for sids in by_instance.values() if len(sids) > 1), None)
-        if pair is not None:
-            (first, second) = sorted(pair, key=lambda sid: sid[1])
-            rise, run = concrete[second] - concrete[first], second[1] - first[1]
-            if rise % run == 0:
-                step = rise // run
-                named = _global_named(c, step)
-                term = S.Op("mul", (index, named)) if named else S.Op("mul", (S.Lit(step), index))
-                for atom in atoms:
-                    yield S.Op("add", (atom, term))
-                yield S.Op("add", (S.Lit(concrete[first] - step * first[1]), term))
-
-
-def _global_named(c: _Class, value):
-    for name, (_, v) in c.e.globals.items():
-        if _int(v) and v == value and value not in (0, 1):
-            return S.Global(name, v)
-    return None
-
-
-def _expand(c: _Class, expr):
-    """`expr` with every size of an inner value replaced by its own expression (which is
-    already over parameters and input sizes only)."""
-    if isinstance(expr, S.Size) and (expr.value[0] != "in" or c.block is None):
-        return size_expr(c, expr.value, expr.axis)
-    if isinstance(expr, S.Op):
-        args = tuple(_expand(c, a) for a in expr.args)
-        return None if any(a is None for a in args) else S.Op(expr.op, args)
-    if isinstance(expr, S.Local):
-        inner = _expand(c, expr.expr)
-        return None if inner is None else S.Local(expr.name, inner)
-    return expr
-
-
 def _match(expected, value):
-    """"exact" where an expression's value is the attribute, "broadcast" where an int stands
+    """ "exact" where an expression's value is the attribute, "broadcast" where an int stands
     for a uniform tuple, else None."""
     if S.same_value(expected, _plain(value)):
         return "exact"
     plain = _plain(value)
-    if isinstance(plain, tuple) and plain and _int(expected) and all(S.same_value(expected, v) for v in plain):
+    if isinstance(plain, tuple) and plain and is_int(expected) and all(S.same_value(expected, v) for v in plain):
         return "broadcast"
     return None
 
@@ -1564,9 +564,11 @@ class _NoText(Exception):
 class _Lowering:
     """The context `t` a registry lowering writes one node of one sample with."""
 
-    def __init__(self, writer: _Writer, entry: _Entry, sid, node: Node):
+    def __init__(self, writer: _Writer, entry: Entry, sid, node: Node, kept=frozenset()):
         self.w, self.entry, self.sid, self.node = writer, entry, sid, node
         self.init_line: str | None = None
+        self.kept = kept  # inputs not to overwrite: written inline, `+=` would need a name for them
+        self.retry: int | None = None
 
     def layer(self, cls: str, *args, **kwargs) -> Code:
         """Declares the node's submodule `cls(*args, **kwargs)`; returns its attribute."""
@@ -1592,6 +594,9 @@ class _Lowering:
     exact = staticmethod(exact)
 
     def augment(self, target: Code, op: str, other: Code) -> InPlace:
+        index = next((i for i, ref in enumerate(self.entry.inputs) if self.w.env.get(ref) == str(target)), None)
+        if index is not None and self.entry.inputs[index] in self.w.pending:
+            self.retry = index  # `x + f(x)` reads better than naming f(x) to write `+=`
         return InPlace(target, op, other)
 
     def inplace(self, index: int) -> bool:
@@ -1599,7 +604,7 @@ class _Lowering:
 
         Only a value made in this forward by an op whose backward does not read its own
         output, used once (here), dead after, not returned, and of the result's type."""
-        if not self.w.inplace_ok(self.entry, index):
+        if index in self.kept or not self.w.inplace_ok(self.entry, index):
             return False
         value = self.node.inputs[index]
         return self.w.graph.type_of(value) == self.node.outputs[0]
@@ -1615,15 +620,15 @@ class _Lowering:
 class _Writer:
     """Writes one class from its template: `__init__` and `forward` in one walk."""
 
-    def __init__(self, c: _Class):
+    def __init__(self, c: Template):
         self.c, self.graph, self.e = c, c.graph, c.e
         reserved = set(self.e.class_names) | {name for name, _ in self.e.globals.values()}
         self.init_names = Namespace(reserved)
         self.fwd_names = Namespace(reserved)
         taken = set(_MODULE_ATTRS)
-        for entry in c._all_entries():
+        for entry in c.all_entries():
             for el in entry.items.values():
-                taken.add(el.key if entry.loop is None else _name_number(el.key)[0])
+                taken.add(el.key if entry.loop is None else name_number(el.key)[0])
                 if entry.kind != "loop":
                     taken.add(el.obj.name.rsplit(".", 1)[-1] if entry.kind == "node" else el.obj.path[-1])
         self.attr_names = Namespace(taken)
@@ -1683,8 +688,8 @@ class _Writer:
             inner = size_expr(self.c, expr.value, expr.axis)
             if inner is not None:
                 return _Number(inner.value) if isinstance(inner, S.Lit) else inner
-            value = _concrete(self.c, self.sid, expr.value, expr.axis)
-            if not _int(value):
+            value = concrete_size(self.c, self.sid, expr.value, expr.axis)
+            if not is_int(value):
                 raise _NoText(str(expr))
             return _Number(value)
         if isinstance(expr, S.Op):
@@ -1739,7 +744,7 @@ class _Writer:
         key = (e.value, e.axis)
         if key not in self.static:
             n = len(self.c.instances)
-            self.static[key] = all(_int(_concrete(self.c, (i,), e.value, e.axis)) for i in range(n))
+            self.static[key] = all(is_int(concrete_size(self.c, (i,), e.value, e.axis)) for i in range(n))
         return self.static[key]
 
     def _fwd_leaf(self, e) -> str:
@@ -1765,10 +770,10 @@ class _Writer:
                     shape, want = self.graph.type_of(held_value).shape, self.graph.type_of(value).shape
                     if e.axis < len(shape) and D.equal(shape[e.axis], want[e.axis]):
                         return f"{name}.shape[{e.axis}]"
-            size = _concrete(self.c, self.sid, e.value, e.axis)
+            size = concrete_size(self.c, self.sid, e.value, e.axis)
             if size is None:
                 raise _NoText(str(e))
-            return str(size) if _int(size) else f"({self.dim_text(size)})"
+            return str(size) if is_int(size) else f"({self.dim_text(size)})"
         if isinstance(e, S.Local):
             key = (e.name, e.expr)
             if key not in self.fwd_locals:
@@ -1788,13 +793,13 @@ class _Writer:
                 self.symbols[name] = self.fwd_names.fresh(name)
         return re.sub(r"[A-Za-z_]\w*", lambda m: self.symbols[m.group(0)], text)
 
-    def spell(self, sid, entry: _Entry, name: str, value):
+    def spell(self, sid, entry: Entry, name: str, value):
         """An attribute as the lowering sees it: spelled where the spec wrote an expression."""
         el = entry.items[sid]
         written = el.prov.exprs.get(name)
         if written is None or isinstance(written, S.Lit) or isinstance(value, bool):
             return value
-        expr = self.c._translate(sid, written, entry.pos)
+        expr = self.c.translate(sid, written, entry.pos)
         return self._spell_expr(sid, expr, value)
 
     def _spell_expr(self, sid, expr, value):
@@ -1824,7 +829,7 @@ class _Writer:
         code = Code.of(text, t, atom=True)
         sizes = []
         for axis, d in enumerate(t.shape):
-            expr = size_expr(self.c, ref, axis) if _int(d) else None
+            expr = size_expr(self.c, ref, axis) if is_int(d) else None
             if expr is None:
                 sizes.append(d)
                 continue
@@ -1834,7 +839,7 @@ class _Writer:
             except _NoText:
                 sizes.append(d)
                 continue
-            sizes.append(_spelled(d, init, str(d), fixed=S.constant(_expand(self.c, expr) or expr)))
+            sizes.append(_spelled(d, init, str(d), fixed=S.constant(expand_sizes(self.c, expr) or expr)))
         code.sizes = tuple(sizes)
         return code
 
@@ -1846,38 +851,36 @@ class _Writer:
                 return f"self.{local}"
         return f"self._modules[{py(local)}]"
 
-    def _name_text(self, entry: _Entry) -> str:
+    def _name_text(self, entry: Entry, init: bool) -> str:
+        """A loop's layer name as an f-string of its pass: `f"conv2d_{i + 1}"`."""
         prefix, a, b = entry.pattern
-        var = self.init_loop_var.get(entry.loop.key) if self._in_init else self.fwd_loop_var.get(entry.loop.key)
+        var = (self.init_loop_var if init else self.fwd_loop_var)[entry.loop.key]
         number = var if a == 1 else f"{a} * {var}"
         number = number if b == 0 else f"{number} + {b}"
         return f'f"{prefix}_{{{number}}}"'
 
-    def register(self, entry: _Entry, ctor: str) -> str:
+    def register(self, entry: Entry, ctor: str) -> str:
         """The `__init__` statement that makes an entry's submodule."""
         if entry.loop is None:
             el = next(iter(entry.items.values()))
-            return f"{self._attr(el.key)} = {ctor}"
-        self._in_init = True
-        line = f"self.add_module({self._name_text(entry)}, {ctor})"
-        self._in_init = False
-        return line
+            return f"{self._attr(local_name(el))} = {ctor}"
+        return f"self.add_module({self._name_text(entry, True)}, {ctor})"
 
-    def access(self, entry: _Entry) -> str:
+    def access(self, entry: Entry) -> str:
         if entry.loop is None:
-            return self._attr(next(iter(entry.items.values())).key)
-        self._in_init = False
-        return f"getattr(self, {self._name_text(entry)})"
-
-    _in_init = False
+            return self._attr(local_name(next(iter(entry.items.values()))))
+        return f"getattr(self, {self._name_text(entry, False)})"
 
     # ------------------------------------------------------------ liveness
 
     def _liveness(self):
+        """Where each value is read last (`last_use`) and how often (`uses`, `consumers`): a
+        value read in a loop it was made outside of lives to the loop's end; a size a
+        `forward` expression reads (`x.shape[1]`) keeps its value's name."""
         c = self.c
         self.last_use: dict = {}
         self.uses: dict = {}
-        self.end = max((e.pos for e in c._all_entries()), default=-1) + 1
+        self.end = max((e.pos for e in c.all_entries()), default=-1) + 1
 
         def use(ref, pos, slot=True):
             if ref[0] == "join":
@@ -1889,7 +892,7 @@ class _Writer:
                 self.uses[ref] = self.uses.get(ref, 0) + 1
 
         self.consumers: dict = {}
-        for entry in c._all_entries():
+        for entry in c.all_entries():
             at = entry.pos
             outer = entry.loop
             for slot, ref in enumerate(entry.inputs):
@@ -1904,25 +907,26 @@ class _Writer:
                 if entry.kind == "loop":
                     exprs.append(el.obj.loop.count)
                 for expr in exprs:
-                    for leaf in S.leaves(c._translate(sid, expr, entry.pos)):
+                    for leaf in S.leaves(c.translate(sid, expr, entry.pos)):
                         if isinstance(leaf, S.Size):
                             where = at if outer is None or self._inside(leaf.value, outer) else outer.end
                             use(leaf.value, where, slot=False)
             if entry.kind == "loop":
-                pre = {c._ref(top, v, entry.pos) for top, values in c._pre.get(entry.key, {}).items() for v in values}
+                pre = {c.ref_of(top, v, entry.pos) for top, values in c.pre.get(entry.key, {}).items() for v in values}
                 for ref in pre - {None}:
                     use(ref, entry.pos)
         for ref in c.returns:
             use(ref, self.end)
 
-    def _inside(self, ref, loop: _Entry) -> bool:
+    def _inside(self, ref, loop: Entry) -> bool:
         if ref[0] == "carry":
             return ref[1] == loop.key
         if ref[0] == "v":
             return self.c.entry_of[ref[1]].loop is loop
         return False
 
-    def inplace_ok(self, entry: _Entry, index: int) -> bool:
+    def inplace_ok(self, entry: Entry, index: int) -> bool:
+        """The template's part of `t.inplace`: the type check is per call."""
         if index >= len(entry.inputs):
             return False
         ref = entry.inputs[index]
@@ -1974,7 +978,7 @@ class _Writer:
             candidate, k = f"{base}_{k}", k + 1
         return candidate
 
-    def _named(self, entry: _Entry, ref, spec):
+    def _named(self, entry: Entry, ref, spec):
         """The spec's name for a value: its statement's variable where the value is that
         statement's result or is piped on (`y = x -> conv -> bn`), not for an operand inside
         it (`concat(a, a * 0.0)`: the product has no name)."""
@@ -1986,7 +990,7 @@ class _Writer:
                 return None
         return spec
 
-    def _bind_one(self, entry: _Entry, ref, spec, op: str, text: str, depth_in: int):
+    def _bind_one(self, entry: Entry, ref, spec, op: str, text: str, depth_in: int):
         """Names a single result, or keeps it to be written inline; returns the name or None."""
         pos = entry.pos
         spec = self._named(entry, ref, spec)
@@ -2020,7 +1024,7 @@ class _Writer:
         self.pending[ref] = depth_in + 1
         return None
 
-    def _inline_ok(self, entry: _Entry, ref) -> bool:
+    def _inline_ok(self, entry: Entry, ref) -> bool:
         if self.uses.get(ref) != 1 or ref in self.forced or ref in self.c.returns and not self._last(entry):
             return False
         if ref in self.c.returns:
@@ -2030,7 +1034,7 @@ class _Writer:
             return False
         return nxt.loop is entry.loop and nxt.guard == entry.guard and nxt.kind != "loop"
 
-    def _last(self, entry: _Entry) -> bool:
+    def _last(self, entry: Entry) -> bool:
         return entry.loop is None and self.next_entry.get(entry.key) is None
 
     # ------------------------------------------------------------ statements
@@ -2089,7 +1093,7 @@ class _Writer:
     def write(self) -> _ClassInfo:
         c = self.c
         self.cls_label = c.block or self.graph.name
-        _all_sizes(c)
+        all_sizes(c)
         self.next_entry: dict = {}
         self._link(c.entries)
         self._liveness()
@@ -2119,7 +1123,7 @@ class _Writer:
     def _output(self, ref) -> str:
         text = self.env.get(ref)
         if text is None:
-            raise _Mismatch([[i] for i in range(len(self.c.instances))])
+            raise Mismatch([[i] for i in range(len(self.c.instances))])
         if self.pending.pop(ref, None) is not None:
             return self.raw[ref]
         return text
@@ -2129,7 +1133,7 @@ class _Writer:
         if c.block is None:
             return list(self.graph.inputs)
         read = set()
-        for entry in c._all_entries():
+        for entry in c.all_entries():
             for ref in entry.inputs:
                 for r in _flat_refs(ref):
                     if r[0] == "in":
@@ -2137,10 +1141,10 @@ class _Writer:
             for r in c.returns:
                 if r[0] == "in":
                     read.add(r[1])
-        for pre in c.__dict__.get("_pre", {}).values():
+        for pre in c.pre.values():
             for top, values in pre.items():
                 for v in values:
-                    r = c._ref(top, v)
+                    r = c.ref_of(top, v)
                     if r and r[0] == "in":
                         read.add(r[1])
         return [p for p in c.tensor_params if p in read]
@@ -2149,7 +1153,7 @@ class _Writer:
         """Each join: the name it takes and the layer whose guard block starts it."""
         self.join_name: dict = {}
         self.join_start: dict = {}
-        refs_read = [ref for entry in self.c._all_entries() for ref in entry.inputs] + list(self.c.returns)
+        refs_read = [ref for entry in self.c.all_entries() for ref in entry.inputs] + list(self.c.returns)
         for ref in refs_read:
             if ref[0] != "join" or ref in self.join_name:
                 continue
@@ -2157,7 +1161,7 @@ class _Writer:
             spec = None
             for option in ref[2]:
                 producer = self.c.entry_of[option[1]]
-                spec = spec or _spec_name(next(iter(producer.items.values())), option[2])
+                spec = spec or spec_name(next(iter(producer.items.values())), option[2])
             self.join_name[ref] = spec
             self.join_start.setdefault(first.key, []).append(ref)
         for entry in self.c.loops.values():
@@ -2171,7 +1175,9 @@ class _Writer:
             entry = entries[i]
             if len(entry.guard) > level:
                 j = i + 1
-                while j < len(entries) and len(entries[j].guard) > level and entries[j].guard[level] == entry.guard[level]:
+                while (
+                    j < len(entries) and len(entries[j].guard) > level and entries[j].guard[level] == entry.guard[level]
+                ):
                     j += 1
                 self._guarded(entries[i:j], level)
                 i = j
@@ -2234,26 +1240,26 @@ class _Writer:
             try:
                 texts.add(self.render(cond, init))
             except _NoText:
-                raise _Mismatch([[i] for i in range(len(self.c.instances))]) from None
+                raise Mismatch([[i] for i in range(len(self.c.instances))]) from None
         if len(texts) != 1:
-            raise _Mismatch([[i] for i in range(len(self.c.instances))])
+            raise Mismatch([[i] for i in range(len(self.c.instances))])
         return texts.pop()
 
-    def _module_attrs(self, entry: _Entry) -> list:
+    def _module_attrs(self, entry: Entry) -> list:
         if entry.loop is not None or entry.kind == "loop":
             return []
         el = next(iter(entry.items.values()))
         if entry.kind == "call":
-            return [self._attr(el.key)]
+            return [self._attr(local_name(el))]
         op = REGISTRY[el.obj.op]
-        return [self._attr(el.key)] if op.params or op.buffers else []
+        return [self._attr(local_name(el))] if op.params or op.buffers else []
 
     def _start_join(self, ref, pos: int):
         if ref in self.env:
             return
         default = self.env.get(ref[1])
         if default is None:
-            raise _Mismatch([[i] for i in range(len(self.c.instances))])
+            raise Mismatch([[i] for i in range(len(self.c.instances))])
         spec = self.join_name.get(ref)
         if default == spec or spec is None:
             name = default
@@ -2277,28 +1283,28 @@ class _Writer:
         base = "x"
         if ref[0] == "v":
             el = next(iter(self.c.entry_of[ref[1]].items.values()))
-            base = _spec_name(el, ref[2]) or (el.obj.op if el.kind == "node" else el.obj.block)
+            base = spec_name(el, ref[2]) or (el.obj.op if el.kind == "node" else el.obj.block)
         name = self._take(self._fresh(base, pos), ref, pos)
         self.emit_fwd(f"{name} = {text}")
         return name
 
-    def _entry(self, entry: _Entry):
+    def _entry(self, entry: Entry):
         if entry.kind == "loop":
             return self._loop(entry)
         if entry.kind == "call":
             return self._call(entry)
         return self._node(entry)
 
-    def _input_texts(self, entry: _Entry) -> list:
+    def _input_texts(self, entry: Entry) -> list:
         texts = []
         for ref in entry.inputs:
             text = self.env.get(ref)
             if text is None:
-                raise _Mismatch([[i] for i in range(len(self.c.instances))])
+                raise Mismatch([[i] for i in range(len(self.c.instances))])
             texts.append(text)
         return texts
 
-    def _consume(self, entry: _Entry) -> tuple[int, list]:
+    def _consume(self, entry: Entry) -> tuple[int, list]:
         """Takes the inline inputs of an entry: their depth, and (written, unparenthesized)."""
         depth, inline = 0, []
         for ref in entry.inputs:
@@ -2307,14 +1313,13 @@ class _Writer:
                 inline.append((self.env[ref], self.raw[ref]))
         return depth, inline
 
-
-    def _span(self, entry: _Entry):
+    def _span(self, entry: Entry):
         el = next(iter(entry.items.values()))
         if el.prov.statement is not None:
             return el.prov.statement
         return getattr(el.obj, "span", None) if entry.kind == "node" else getattr(el.obj, "call_span", None)
 
-    def _node(self, entry: _Entry):
+    def _node(self, entry: Entry):
         texts = self._input_texts(entry)
         results = {}
         for sid, el in entry.items.items():
@@ -2323,9 +1328,14 @@ class _Writer:
             codes = [
                 self.input_code(sid, ref, value, text) for ref, value, text in zip(entry.inputs, node.inputs, texts)
             ]
-            t = _Lowering(self, entry, sid, node)
             attrs = {k: self.spell(sid, entry, k, v) for k, v in node.attrs.items()}
-            out = REGISTRY[node.op].torch(t, *codes, **attrs)
+            kept: frozenset = frozenset()
+            while True:
+                t = _Lowering(self, entry, sid, node, kept)
+                out = REGISTRY[node.op].torch(t, *codes, **attrs)
+                if t.retry is None:
+                    break
+                kept = kept | {t.retry}
             results[sid] = (t.init_line, _describe(out, codes))
         first = self._agree(results)
         init_line, (kind, payload) = first
@@ -2351,20 +1361,20 @@ class _Writer:
             ref = ("v", entry.key, 0)
             self.holder[target] = ref
             self.env[ref] = target
-            self.bindings.append([target, ref, _spec_name(el, 0), entry.pos, self.last_use.get(ref, entry.pos), ref])
+            self.bindings.append([target, ref, spec_name(el, 0), entry.pos, self.last_use.get(ref, entry.pos), ref])
             self.emit_fwd(f"{target} {op} {other}", span)
             return
         outputs = len(node.outputs)
         if outputs == 1 and REGISTRY[node.op].n_outputs == 1:
             ref = ("v", entry.key, 0)
-            name = self._bind_one(entry, ref, _spec_name(el, 0), node.op, payload, depth_in)
+            name = self._bind_one(entry, ref, spec_name(el, 0), node.op, payload, depth_in)
             if name is not None:
                 self.emit_fwd(f"{name} = {payload}", span)
             return
         names = []
         for i in range(outputs):
             ref = ("v", entry.key, i)
-            spec = _spec_name(el, i)
+            spec = spec_name(el, i)
             base = spec or f"{node.op}_{i}"
             names.append(self._take(self.forced.get(ref) or self._fresh(base, entry.pos), ref, entry.pos, spec))
         lhs = ", ".join(names) if len(names) > 1 else f"({names[0]},)"
@@ -2378,16 +1388,16 @@ class _Writer:
             return first
         loops = {sid[2] for sid in results if len(sid) > 2}
         if loops:
-            raise _Mismatch(unroll=loops.pop())
+            raise Mismatch(unroll=loops.pop())
         clusters: dict = {}
         for sid, v in results.items():
             clusters.setdefault(repr(v), []).append(sid[0])
         groups = [sorted(set(g)) for g in clusters.values()]
         present = {sid[0] for sid in results}
         groups[0] += [n for n in range(len(self.c.instances)) if n not in present]
-        raise _Mismatch(groups)
+        raise Mismatch(groups)
 
-    def _call(self, entry: _Entry):
+    def _call(self, entry: Entry):
         texts = self._input_texts(entry)
         results = {}
         for sid, el in entry.items.items():
@@ -2395,11 +1405,11 @@ class _Writer:
             cls = self.e.cls_of.get(el.obj.path)
             info = self.e.info.get(cls)
             if info is None:
-                raise _Mismatch([[i] for i in range(len(self.c.instances))])
+                raise Mismatch([[i] for i in range(len(self.c.instances))])
             ctor = f"{cls}({self._ctor_args(sid, entry, el, info)})"
             args = self.c.graph.instance_args.get(el.obj.path, {})
             by_param = {}
-            for ref, value, text in zip(entry.inputs, _reads(el), texts):
+            for ref, value, text in zip(entry.inputs, read_values(el), texts):
                 if value in args:
                     by_param[args[value]] = text
             call_args = ", ".join(by_param.get(p, "None") for p in info.forward_params)
@@ -2416,28 +1426,32 @@ class _Writer:
             return
         if count == 1:
             ref = ("v", entry.key, 0)
-            name = self._bind_one(entry, ref, _spec_name(el, 0), el.obj.block, expression, depth_in)
+            name = self._bind_one(entry, ref, spec_name(el, 0), el.obj.block, expression, depth_in)
             if name is not None:
                 self.emit_fwd(f"{name} = {expression}", span)
             return
         names = []
         for i in range(count):
             ref = ("v", entry.key, i)
-            spec = _spec_name(el, i)
+            spec = spec_name(el, i)
             if self.uses.get(ref, 0) == 0 and ref not in self.c.returns:
                 names.append("_")
                 continue
-            names.append(self._take(self.forced.get(ref) or self._fresh(spec or f"{el.obj.block}_{i}", entry.pos), ref, entry.pos, spec))
+            names.append(
+                self._take(
+                    self.forced.get(ref) or self._fresh(spec or f"{el.obj.block}_{i}", entry.pos), ref, entry.pos, spec
+                )
+            )
         if count:
             lhs = ", ".join(names) if len(names) > 1 else f"({names[0]},)"
             self.emit_fwd(f"{lhs} = {expression}", span)
         else:
             self.emit_fwd(expression, span)
 
-    def _ctor_args(self, sid, entry: _Entry, el: _El, info: _ClassInfo) -> str:
+    def _ctor_args(self, sid, entry: Entry, el: Element, info: _ClassInfo) -> str:
         call = self.graph.calls.get(el.obj.path)
         args = self.graph.instance_args.get(el.obj.path, {})
-        slot = {args[v]: entry.inputs[j] for j, v in enumerate(_reads(el)) if v in args and j < len(entry.inputs)}
+        slot = {args[v]: entry.inputs[j] for j, v in enumerate(read_values(el)) if v in args and j < len(entry.inputs)}
         omit = self._omitted(entry, info)
         parts, keywords = [], False
         for kind, key, pname, _default in info.params:
@@ -2445,26 +1459,26 @@ class _Writer:
                 p, axis = key
                 ref = slot.get(p)
                 if ref is None:
-                    raise _Mismatch([[i] for i in range(len(self.c.instances))])
+                    raise Mismatch([[i] for i in range(len(self.c.instances))])
                 expr = size_expr(self.c, ref, axis)
                 try:
                     text = self.render(expr, True) if expr is not None else None
                 except _NoText:
                     text = None
                 if text is None:
-                    text = str(_concrete(self.c, sid, ref, axis))
+                    text = str(concrete_size(self.c, sid, ref, axis))
             else:
                 if key in omit:
                     keywords = True
                     continue
                 written = call.provenance.exprs.get(key) if call else None
                 value = call.args[key]
-                spelled = self._spell_expr(sid, self.c._translate(sid, written, entry.pos), value)
+                spelled = self._spell_expr(sid, self.c.translate(sid, written, entry.pos), value)
                 text = spelled.spelled(True) if isinstance(spelled, _Spelled) else py(value)
             parts.append(f"{pname}={text}" if keywords else text)
         return ", ".join(parts)
 
-    def _omitted(self, entry: _Entry, info: _ClassInfo) -> set:
+    def _omitted(self, entry: Entry, info: _ClassInfo) -> set:
         """Parameters every call of this entry leaves to their defaults (trailing ones first)."""
         omit = set()
         for kind, key, _, default in info.params:
@@ -2475,7 +1489,7 @@ class _Writer:
                 omit.add(key)
         return omit
 
-    def _loop(self, entry: _Entry):
+    def _loop(self, entry: Entry):
         c = self.c
         texts = set()
         for sid in entry.items:
@@ -2483,9 +1497,9 @@ class _Writer:
             try:
                 texts.add((self.render(entry.count, True), self.render(entry.count, False)))
             except _NoText:
-                raise _Mismatch(unroll=entry.key) from None
+                raise Mismatch(unroll=entry.key) from None
         if len(texts) != 1:
-            raise _Mismatch(unroll=entry.key)
+            raise Mismatch(unroll=entry.key)
         count_init, count_fwd = texts.pop()
         init_var = self.init_names.fresh(entry.var or "i")
         fwd_var = self.fwd_names.fresh(entry.var or "i")
@@ -2494,10 +1508,10 @@ class _Writer:
         # the carried value: iteration 0 starts from the value before the loop, under its name
         _, out = entry.chain
         carried = None
-        pre = c._pre.get(entry.key, {})
+        pre = c.pre.get(entry.key, {})
         for top, values in pre.items():
             for v in values:
-                ref = c._ref(top, v, entry.pos)
+                ref = c.ref_of(top, v, entry.pos)
                 if ref is not None and ref in self.env:
                     carried = self.env[ref]
                     if ref in self.pending or not carried.isidentifier():
@@ -2507,12 +1521,12 @@ class _Writer:
                 break
         for top, values in pre.items():
             for v in values:
-                self.group[c._ref(top, v, entry.pos)] = ("loop", entry.key)
+                self.group[c.ref_of(top, v, entry.pos)] = ("loop", entry.key)
         if out is not None:
             self.group[out] = ("loop", entry.key)
             if carried is None:
                 el = next(iter(c.entry_of[out[1]].items.values()))
-                carried = self._fresh(_spec_name(el, out[2]) or "x", entry.pos)
+                carried = self._fresh(spec_name(el, out[2]) or "x", entry.pos)
             self.forced[out] = carried
             self.env[("carry", entry.key)] = carried
             self.holder[carried] = ("carry", entry.key)
@@ -2558,7 +1572,7 @@ class _Writer:
                 return False
         return c.returns == [current] and all(
             len(self.e.info[self.e.cls_of[el.obj.path]].returns) == 1
-            for entry in c._all_entries()
+            for entry in c.all_entries()
             if entry.kind == "call"
             for el in entry.items.values()
         )
@@ -2596,9 +1610,9 @@ class _Writer:
             if value is None:
                 continue
             for axis, d in enumerate(self.graph.type_of(value).shape):
-                if _int(d):
+                if is_int(d):
                     expr = size_expr(c, ref, axis)
-                    expanded = _expand(c, expr) if expr is not None else None
+                    expanded = expand_sizes(c, expr) if expr is not None else None
                     if expanded is not None:
                         return_sizes[(j, axis)] = _to_signature(expanded, self)
         self.group.update({("carry", key): ("loop", key) for key in c.loops})
@@ -2649,7 +1663,7 @@ class _Writer:
                 where = c.block or self.graph.name
                 raise NetcError(f"cannot compute the size `{name}` at run time inside `{where}` for the PyTorch module")
             value, axis = found
-            ref = c._ref((0,), value)
+            ref = c.ref_of((0,), value)
             lines.append(f"{var} = {self.env[ref]}.shape[{axis}]")
         return lines
 
@@ -2677,7 +1691,6 @@ def _unparen(text: str, inline: list) -> str:
         except SyntaxError:
             pass
     return text
-
 
 
 def _flat_refs(ref):

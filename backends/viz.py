@@ -206,8 +206,9 @@ def build_model(graph: Graph, *, sources=None, file: str | None = None, report=N
         from netc.compiler.autodiff import backward_graph
 
         view = backward_view(backward_graph(graph), graph)
+        # the gradient paths are the forward network's: the backward graph runs each of them
+        report = analyze(graph) if report is None else report
         graph = view.graph
-        report = None  # the paths of the graph drawn
     if report is None:
         report = analyze(graph)
     return _Builder(graph, sources, file, report, options, view).build()
@@ -228,6 +229,7 @@ class BackwardView:
     forward: Graph
     containers: dict  # instance path -> ("train" | "grad", forward layer name)
     side: dict  # node name -> "forward" | "grad" (backward nodes and seeds)
+    primitive_of: dict  # a training forward's node -> the layer it computes (for path counts)
 
     def is_backward(self, name: str) -> bool:
         return self.side.get(name) == "grad"
@@ -294,7 +296,8 @@ def backward_view(graph: Graph, forward: Graph) -> BackwardView:
         dict(graph.instance_args),
         factors=dict(graph.factors),
     )
-    return BackwardView(view, forward, containers, side)
+    primitives = {name: layer for name, (kind, layer) in owner.items() if kind == "train"}
+    return BackwardView(view, forward, containers, side, primitives)
 
 
 class _Builder:
@@ -320,13 +323,15 @@ class _Builder:
         self._group_long_levels()
         skips = _skip_edges(g)
         forward, backward = self.report.forward, self.report.backward
+        layer = view.primitive_of.get if view is not None else None  # counts of a training forward: its layer's
         bits = []
         for node in drawn:
             for slot, v in enumerate(node.inputs):
                 if v.node not in self.ids:
                     continue
                 carries = _carries(g, node, v)
-                count = forward.get(v.node, 0) * backward.get(node.name, 0) if carries else 0
+                u, w = (layer(v.node, v.node), layer(node.name, node.name)) if layer else (v.node, node.name)
+                count = forward.get(u, 0) * backward.get(w, 0) if carries else 0
                 bits.append(count.bit_length())
                 kind = SKIP if (node.name, slot) in skips else MAIN
                 if view is not None and view.is_backward(node.name):
@@ -346,7 +351,7 @@ class _Builder:
             m.children[parent or ""].append(oid)
             m.info[oid] = {"kind": "output", "title": out, "op": "output", "shape": str(g.type_of(v))}
             seeds = 1 if out in self.report.outputs else 0
-            count = forward.get(v.node, 0) * seeds
+            count = forward.get(layer(v.node, v.node) if layer else v.node, 0) * seeds
             bits.append(count.bit_length())
             kind = GRADIENT if view is not None and view.is_backward(v.node) else MAIN
             label = "" if kind == GRADIENT else f'<font point-size="9" color="#505050">{_html(g.type_of(v))}</font>'
@@ -436,16 +441,23 @@ class _Builder:
             "op": f"block {kind}",
             "layers": layers,
             "params": params,
-            "inputs": [str(self.g.type_of(v)) for v in inst.inputs],
-            "outputs": [str(self.g.type_of(v)) for v in inst.outputs],
+            "inputs": [str(self.g.type_of(v)) for v in self._values(inst.inputs)],
+            "outputs": [str(self.g.type_of(v)) for v in self._values(inst.outputs)],
         }
         info.update(self._spec(span))
-        if inst.outputs:
-            info.update(self._path_stats(inst.outputs[0].node))
+        if self._values(inst.outputs):
+            info.update(self._path_stats(self._values(inst.outputs)[0].node))
         if norms:
             info["grad_norms"] = norms
         self.model.info[bid] = info
         self._link(entry, name, span)
+
+    def _values(self, values: list) -> list:
+        """The values that enter or leave a block as the forward computes: in a backward
+        picture, not gradients nor the weights the backward reads."""
+        if self.view is None:
+            return values
+        return [v for v in values if self.view.side[v.node] == "forward" and self.g.node(v.node).op != "param"]
 
     def _scope_stats(self) -> dict:
         """Per block instance path, over the forward layers inside it at any depth: their
@@ -616,7 +628,8 @@ class _Builder:
         if norm is not None:
             info["grad_norm"] = norm
         info.update(self._spec(node.span))
-        info.update(self._path_stats(node.name))
+        if self.view is None or node.name in self.report.backward:  # in a backward picture: forward layers
+            info.update(self._path_stats(node.name))
         m.info[nid] = info
         self._link(entry, node.name, node.span)
 
@@ -857,8 +870,9 @@ def assemble(model: dict, expanded, colour_paths: bool = False, links: bool = Fa
             continue
         cls = ("main", "skip", "grad", "saved")[kind]
         style = ""
-        if colour_paths:  # log scale between the fewest and the most paths of an edge
-            b = (max(0, paths.bit_length() - low) * (len(palette) - 1)) // span
+        if colour_paths and kind <= SKIP:  # log scale between the fewest and the most paths of an edge
+            # a merged edge sums several, so it can pass the largest single edge: clamp
+            b = min(len(palette) - 1, (max(0, paths.bit_length() - low) * (len(palette) - 1)) // span)
             color, width = (palette[b], widths[b]) if paths else (zero_color, "1")
             style = ", style=dashed" if kind == SKIP else ""
         else:
@@ -866,8 +880,8 @@ def assemble(model: dict, expanded, colour_paths: bool = False, links: bool = Fa
         weight = "4" if kind in (MAIN, GRADIENT) else "1"
         if kind == GRADIENT:  # drawn from the consumer up to the producer, arrowhead at the consumer
             ru, rv, style = rv, ru, style + ", dir=back"
-        elif kind == SAVED:  # a value the backward reads: no say in the layout
-            style += ", style=dotted, constraint=false, arrowsize=0.4"
+        elif kind == SAVED:  # a value the backward reads
+            style += ", style=dotted, arrowsize=0.4"
         out.append(
             f'  {ru} -> {rv} [id="e{i}", class="{cls}", label=<{label}>, color="{color}", '
             f"penwidth={width}, weight={weight}{style}];"

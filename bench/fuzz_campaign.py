@@ -145,8 +145,8 @@ def run(
     progress: bool = False,
 ) -> Report:
     """Runs `count` mutated specs; returns every result and the failures."""
-    import netc.compiler.cli  # noqa: F401 -- imported once here, shared by every forked child
     import netc.compiler.api  # noqa: F401
+    import netc.compiler.cli  # noqa: F401 -- imported once here, shared by every forked child
 
     texts = sources()
     rng = random.Random(seed)

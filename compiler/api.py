@@ -152,9 +152,7 @@ def compile_file(path: str | os.PathLike, network: str | None = None, **limits: 
     return _compile(lambda sources, lim: load_file(path, sources, lim), network, limits, str(path))
 
 
-def compile_string(
-    text: str, network: str | None = None, *, file: str = "<string>", **limits: int
-) -> CompiledNetwork:
+def compile_string(text: str, network: str | None = None, *, file: str = "<string>", **limits: int) -> CompiledNetwork:
     """Compiles spec text; imports are relative to the current directory. `limits` as for
     `compile_file`."""
     return _compile(lambda sources, lim: load_string(text, file, sources, lim), network, limits)

@@ -205,13 +205,9 @@ def _checked(value: DimLike, check: bool = True) -> DimLike:
         raise DimTooLarge("integer overflow: a dimension's integers must fit in 64 bits")
     limits = _CAPS.get()
     if value.size > limits.terms:
-        raise DimTooLarge(
-            f"a derived dimension grows past {limits.terms} terms (the limit; see --max-dim-terms)"
-        )
+        raise DimTooLarge(f"a derived dimension grows past {limits.terms} terms (the limit; see --max-dim-terms)")
     if value.degree > limits.degree:
-        raise DimTooLarge(
-            f"a derived dimension grows past degree {limits.degree} (the limit; see --max-dim-degree)"
-        )
+        raise DimTooLarge(f"a derived dimension grows past degree {limits.degree} (the limit; see --max-dim-degree)")
     return value
 
 

@@ -39,7 +39,9 @@ DEFAULT_MAX_NODES = Limits.max_nodes
 DEFAULT_MAX_DEPTH = Limits.max_depth
 INT_LIMIT = 2**63  # compile-time ints stay within int64, as shapes must
 
-_ERROR_STEPS = 200  # the steps one error costs (raising, describing, deduplicating it)
+# The steps one error costs (raising, describing, deduplicating it), and one already
+# reported: the same error again and again (a failing statement in a loop) teaches nothing.
+_ERROR_STEPS, _REPEATED_ERROR_STEPS = 200, 500
 RESULT_COUNTS = {"split": split_count}  # ops whose shape rule decides their number of results
 _OPERATOR_NODES = {"add": "add", "sub": "sub", "mul": "mul", "div": "div", "matmul": "matmul"}
 _SYMBOLS = {
@@ -164,9 +166,10 @@ class Elaborator:
     def _record(self, exc: NetcError, frame: Frame | None):
         notes = frame.notes() if frame else ()
         for d in exc.diagnostics:
-            self._tick(_ERROR_STEPS + len(d.message) // 16, d.span)  # an error costs what many statements do
             key = (d.span, d.message)
-            if key in self._reported:
+            repeated = key in self._reported
+            self._tick((_REPEATED_ERROR_STEPS if repeated else _ERROR_STEPS) + len(d.message) // 16, d.span)
+            if repeated:
                 continue
             self._reported.add(key)
             self.errors.append(Diagnostic(d.message, d.span, d.notes + notes, d.severity, d.code))

@@ -36,8 +36,7 @@ def check(actual: str, golden_name: str):
             expected.splitlines(True), actual.splitlines(True), f"{golden_name} (golden)", f"{golden_name} (now)"
         )
         pytest.fail(
-            "the output differs from the golden file; if intended, refresh with NETC_UPDATE_GOLDEN=1\n"
-            + "".join(diff),
+            "the output differs from the golden file; if intended, refresh with NETC_UPDATE_GOLDEN=1\n" + "".join(diff),
             pytrace=False,
         )
 

@@ -235,3 +235,34 @@ def test_class_names_keep_numbers_readable():
     assert camel("mobilenet_v2") == "MobilenetV2"
     assert camel("actor_critic") == "ActorCritic"
     assert camel("DQN") == "DQN" and camel("dqn") == "Dqn"
+
+
+def test_expressions_render_as_python_with_their_value():
+    """Written back, a recorded expression means in Python what it meant in the spec:
+    every tree of the spec's operators renders to text that Python evaluates to its value."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+    from netc.compiler import symbolic as S
+
+    env = {"a": 7, "b": -3, "c": 2}
+    leaves = st.sampled_from([S.Param("a"), S.Param("b"), S.Param("c"), S.Lit(2), S.Lit(-1), S.Lit(0.5)])
+    binary = ["add", "sub", "mul", "div", "floordiv", "mod", "pow", "lt", "eq", "ne"]
+
+    def extend(inner):
+        return st.one_of(
+            st.builds(lambda op, a, b: S.Op(op, (a, b)), st.sampled_from(binary), inner, inner),
+            st.builds(lambda a: S.Op("neg", (a,)), inner),
+        )
+
+    @settings(max_examples=200, deadline=None, derandomize=True)
+    @given(st.recursive(leaves, extend, max_leaves=6))
+    def check(expr):
+        try:
+            want = S.evaluate(expr, lambda leaf: env[leaf.name])
+        except (S.Unknown, OverflowError):
+            return
+        text = S.render(expr, lambda leaf: leaf.name, repr)
+        got = eval(text, {}, dict(env))  # our own rendering of a tree of literals and three names
+        assert type(got) is type(want) and (got == want or got != got and want != want), text
+
+    check()

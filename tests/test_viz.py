@@ -11,6 +11,7 @@ import re
 import shutil
 import xml.etree.ElementTree as ET
 
+import numpy as np
 import pytest
 from conftest import ROOT, run_netc
 from hypothesis import HealthCheck, given, settings
@@ -184,6 +185,73 @@ def test_backward_graphs_draw_with_their_factors():
     assert ET.fromstring(viz.layout(dot, "svg"))
 
 
+def test_backward_picture_of_resnet18(tmp_path):
+    """`--backward`: the product steps are drawn with their factors, gradient edges point
+    back, and each block box holds the backward of its own layers."""
+    out = tmp_path / "r.svg"
+    proc = run_netc("viz", EXAMPLES / "resnet18.net", "-o", out, "--backward")
+    assert proc.returncode == 0, proc.stderr
+    compiled = compile_file(EXAMPLES / "resnet18.net")
+    model = viz.build_model(compiled.graph, options=viz.Options(backward=True)).to_json()
+    drawn = svg_ids(out, "node")
+    assert drawn == set(model["children"][""])
+    root = ET.parse(out).getroot()
+    texts = {g.get("id"): " ".join(t.text or "" for t in g.iter(f"{SVG}text")) for g in root.iter(f"{SVG}g")}
+    products = {i: info for i, info in model["info"].items() if info["kind"] == "product"}
+    graph = compiled.backward_graph()
+    assert len(products) == len(graph.factors) == 37  # 17 relus and every batchnorm's 1/(2 sqrt x)
+    shown = [i for i in products if i in drawn]
+    assert shown  # the stem's relu and maxpool are not in a block
+    for i in shown:
+        assert "mul" in texts[i] and "\u00b7 " + products[i]["factor"] in texts[i]
+    assert svg_ids(out, "grad") and svg_ids(out, "saved")  # gradient edges, and values they read
+    text = out.read_text()
+    assert "\u2202 linear_0" in text  # the backward of the head is one box
+
+    def top(item):
+        entry = model["nodes"].get(item) or model["blocks"][item]
+        while entry["parent"]:
+            item = entry["parent"]
+            entry = model["blocks"][item]
+        return model["info"].get(item, {}).get("title", item)
+
+    for i, info in model["info"].items():
+        if info["title"].startswith("grad.stage_"):  # a block's backward stays in its block's box
+            assert top(i) == info["title"].split(".")[1], info["title"]
+    dot = viz.assemble(model, model["blocks"])  # and everything opens
+    assert dot.count("dir=back") > 100
+
+
+def test_gradflow_colours_each_layer(tmp_path):
+    out = tmp_path / "g.svg"
+    proc = run_netc("viz", EXAMPLES / "residual_deep.net", "-o", out, "--gradflow", "--expand")
+    assert proc.returncode == 0, proc.stderr
+    from netc.compiler import gradflow
+
+    compiled = compile_file(EXAMPLES / "residual_deep.net")
+    norms = gradflow.measure(compiled).norms()
+    model = viz.build_model(compiled.graph, options=viz.Options(gradflow=norms)).to_json()
+    root = ET.parse(out).getroot()
+    fills = {}
+    for g in root.iter(f"{SVG}g"):
+        if "node" in (g.get("class") or "").split():
+            shape = next(e for e in g.iter() if e.tag in (f"{SVG}path", f"{SVG}polygon", f"{SVG}ellipse"))
+            fills[g.get("id")] = shape.get("fill")
+    layers = {i: info for i, info in model["info"].items() if info.get("grad_norm") is not None}
+    assert len(layers) == len(norms) == 20 + 19  # every conv, batchnorm and linear
+    low, high = min(norms.values()), max(norms.values())
+    for i, info in layers.items():
+        assert info["grad_norm"] == norms[info["title"]]
+        step = round((np.log(info["grad_norm"]) - np.log(low)) / (np.log(high) - np.log(low)) * 8)
+        assert fills[i] == viz.NORM_PALETTE[step], info["title"]
+    assert len({fills[i] for i in layers}) >= 4
+    assert "gradient norm reaching it at initialization" in out.read_text()
+    proc = run_netc("viz", EXAMPLES / "transformer.net", "-o", tmp_path / "t.svg", "--gradflow")
+    assert proc.returncode == 2 and "dimension T" in proc.stderr
+    proc = run_netc("viz", EXAMPLES / "transformer.net", "-o", tmp_path / "t.svg", "--gradflow", "--dim", "T=4")
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_check_does_not_import_the_viz_backend():
     import subprocess
     import sys
@@ -191,6 +259,7 @@ def test_check_does_not_import_the_viz_backend():
     code = "import sys; from netc.compiler.cli import main; main(['check', sys.argv[1]]); print(sorted(sys.modules))"
     proc = subprocess.run([sys.executable, "-c", code, str(EXAMPLES / "dqn.net")], capture_output=True, text=True)
     assert "netc.backends.viz" not in proc.stdout and "netc.compiler.paths" not in proc.stdout
+    assert "netc.compiler.gradflow" not in proc.stdout and "matplotlib" not in proc.stdout
 
 
 # ---------------------------------------------------------------- the browser
@@ -306,3 +375,43 @@ def test_any_compiling_spec_draws(text):
     for expand in (False, True):
         opened, _ = viz.initial_expansion(model, expand)
         assert viz.assemble(model, opened, colour_paths=expand).startswith("digraph netc {")
+
+
+def test_backward_and_gradflow_page_in_chromium(browser, tmp_path):
+    """The page of `--backward --gradflow`: it loads without a console error, assembles
+    the DOT netc laid out, opens a block holding both halves and shows a layer's norm."""
+    out = tmp_path / "residual_deep.html"
+    proc = run_netc("viz", EXAMPLES / "residual_deep.net", "-o", out, "--backward", "--gradflow")
+    assert proc.returncode == 0, proc.stderr
+    page, problems = open_page(browser, out)
+    assert page.evaluate("netc.assemble(netc.model, netc.expanded, netc.state.colourPaths).dot === netc.state.dot")
+    model = json.loads(page.evaluate("JSON.stringify(netc.model)"))
+    every = sorted(model["blocks"])
+    for colour in (False, True):
+        js = page.evaluate("([ids, c]) => netc.assemble(netc.model, new Set(ids), c).dot", [every, colour])
+        assert js == viz.assemble(model, every, colour_paths=colour)  # gradient and saved edges, captions
+    by_title = {info["title"]: i for i, info in model["info"].items()}
+    page.screenshot(path=str(tmp_path / "backward-collapsed.png"))
+    # a block box holds its forward layers and their backward: opening it draws both
+    stage = by_title["stage_0"]
+    page.locator(f"g.node[id='{stage}']").click()
+    page.wait_for_selector(f"g.cluster[id='{stage}']")
+    assert all(visible_box(page, item) for item in model["children"][stage])
+    pair = by_title["stage_0.pair_0"]
+    page.locator(f"g.node[id='{pair}']").click()
+    page.wait_for_selector(f"g.cluster[id='{pair}']")
+    inside = [model["info"][i]["title"] for i in model["children"][pair]]
+    assert "grad.stage_0.pair_0.batchnorm_0" in inside and "stage_0.pair_0.conv2d_0" in inside
+    page.screenshot(path=str(tmp_path / "backward-opened.png"))
+    # the panel gives a layer's gradient norm, and a block's range
+    conv = by_title["stage_0.pair_0.conv2d_0"]
+    page.evaluate("(id) => netc.reveal(id)", conv)
+    panel = page.inner_text("#panel")
+    assert "gradient norm at init" in panel
+    assert f"{model['info'][conv]['grad_norm']:.3e}".replace("e+0", "e+").replace("e-0", "e-") in panel
+    page.evaluate("(id) => netc.reveal(id)", by_title["stage_1"])
+    assert "gradient norms at init" in page.inner_text("#panel")
+    assert problems == []
+    if os.environ.get("NETC_SCREENSHOTS"):
+        for png in tmp_path.glob("*.png"):
+            shutil.copy(png, os.environ["NETC_SCREENSHOTS"])

@@ -91,10 +91,11 @@
       if (kind === 3 && joined.has(ru + ">" + rv)) continue; // the forward edge there says enough
       const cls = ["main", "skip", "grad", "saved"][kind];
       let color, width, style = "";
-      if (colourPaths) {
+      if (colourPaths && kind <= 1) {
         // log scale between the fewest and the most paths of an edge
         const bits = paths === 0n ? 0 : paths.toString(2).length;
-        const b = Math.floor((Math.max(0, bits - low) * (palette.length - 1)) / span);
+        // a merged edge sums several, so it can pass the largest single edge: clamp
+        const b = Math.min(palette.length - 1, Math.floor((Math.max(0, bits - low) * (palette.length - 1)) / span));
         [color, width] = paths !== 0n ? [palette[b], widths[b]] : [zeroColor, "1"];
         style = kind === 1 ? ", style=dashed" : "";
       } else {
@@ -104,7 +105,7 @@
       let [tail, head] = [ru, rv];
       // a gradient edge is drawn from the consumer up to the producer, arrowhead at the consumer
       if (kind === 2) [tail, head, style] = [rv, ru, style + ", dir=back"];
-      else if (kind === 3) style += ", style=dotted, constraint=false, arrowsize=0.4";
+      else if (kind === 3) style += ", style=dotted, arrowsize=0.4";
       out.push(
         "  " + tail + " -> " + head + ' [id="e' + i + '", class="' + cls + '", label=<' + label + '>, color="' + color +
           '", penwidth=' + width + ", weight=" + weight + style + "];"

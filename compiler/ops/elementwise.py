@@ -151,6 +151,8 @@ def _fits(other, target) -> bool:
 ADD = binary("add", "+", "add", "Add", torch=_add_torch, grad_reads_output=False, grad=lambda d, g, y, a, b: (g, g))
 SUB = binary("sub", "-", "subtract", "Sub", grad_reads_output=False, grad=lambda d, g, y, a, b: (g, -g))
 MUL = binary("mul", "*", "multiply", "Mul", grad_reads_output=False, grad=lambda d, g, y, a, b: (g * b, g * a))
+
+
 def _div_infer(inputs, attrs):
     """True division, as torch's `/`: integer tensors give float32."""
     a, b = inputs

@@ -60,9 +60,8 @@ class TransformerBlock(nn.Module):
 
     def forward(self, x):
         x = x + self.attention_0(self.layernorm_0(x))  # transformer.net:27
-        linear = self.linear_1(F.gelu(self.linear_0(self.layernorm_1(x))))
-        linear += x  # transformer.net:28
-        return linear
+        # transformer.net:28
+        return x + self.linear_1(F.gelu(self.linear_0(self.layernorm_1(x))))
 
 
 class Transformer(nn.Module):

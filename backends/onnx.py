@@ -471,7 +471,7 @@ def emit(graph: Graph, weights: dict, opset: int = DEFAULT_OPSET, optimize: bool
     return model
 
 
-def emit_backward(graph: Graph, opset: int = DEFAULT_OPSET) -> OnnxModel:
+def emit_backward(graph: Graph, opset: int = DEFAULT_OPSET, training: bool = True) -> OnnxModel:
     """The training model: the training forward and the backward graph (compiler/autodiff.py),
     every parameter and buffer an input, so that they can change at every step."""
     from netc.compiler.autodiff import backward_graph
@@ -483,7 +483,7 @@ def emit_backward(graph: Graph, opset: int = DEFAULT_OPSET) -> OnnxModel:
         for local, t in {**node.params, **node.buffers}.items()
         if local != "num_batches_tracked"  # torch counts steps; nothing computes with it
     }
-    emitter = OnnxEmitter(backward_graph(graph), {}, opset, parameters)
+    emitter = OnnxEmitter(backward_graph(graph, training), {}, opset, parameters)
     with gc_paused():
         return OnnxModel(_model(emitter.graph_proto(), opset), {})
 

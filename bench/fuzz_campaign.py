@@ -19,6 +19,7 @@ MiB. Failing specs are kept in --keep for triage (and become tests/hostile cases
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import random
@@ -112,16 +113,26 @@ class Report:
             self.failures.append((result, ", ".join(why)))
 
 
-def _child(spec_path: Path, out_path: Path, args: list) -> None:
-    """In the forked child: the CLI on one spec, its output to out_path; never returns."""
+@dataclass
+class Run:
+    """One CLI run in a forked child."""
+
+    code: int
+    seconds: float
+    rss: int  # the child's peak resident memory, bytes
+    stdout: str
+    stderr: str
+
+
+def _child(argv: list, out: Path, err: Path) -> None:
+    """In the forked child: the CLI on `argv`, its output to files; never returns."""
     try:
-        fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
+        os.dup2(os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), 1)
+        os.dup2(os.open(err, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), 2)
         os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
         from netc.compiler.cli import main
 
-        code = main([*args, str(spec_path)])
+        code = main(argv)
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
@@ -131,6 +142,55 @@ def _child(spec_path: Path, out_path: Path, args: list) -> None:
         traceback.print_exc()
         sys.stderr.flush()
         os._exit(99)
+
+
+def fork_runs(tasks, jobs: int, kill_after: float, done) -> None:
+    """Runs the CLI on each (tag, argv) of `tasks`, up to `jobs` at once, each in a child
+    forked from this process (netc imported once, here); calls done(tag, Run) as each ends.
+    A run past `kill_after` seconds is killed (its exit code is then -9)."""
+    import netc.compiler.api  # noqa: F401
+    import netc.compiler.cli  # noqa: F401 -- imported once here, shared by every forked child
+
+    work = Path(tempfile.mkdtemp(prefix="netc-fuzz-"))
+    running: dict[int, tuple] = {}  # pid -> (tag, start, out, err)
+    tasks, serials = iter(tasks), itertools.count()
+    pending = True
+    try:
+        while pending or running:
+            while pending and len(running) < jobs:
+                task = next(tasks, None)
+                if task is None:
+                    pending = False
+                    break
+                tag, argv = task
+                serial = next(serials)
+                out, err = work / f"{serial}.out", work / f"{serial}.err"
+                sys.stdout.flush()
+                sys.stderr.flush()
+                pid = os.fork()
+                if pid == 0:
+                    _child(argv, out, err)
+                running[pid] = (tag, time.monotonic(), out, err)
+            if not running:
+                break
+            pid, status, usage = os.wait4(-1, os.WNOHANG)
+            if pid == 0:
+                now = time.monotonic()
+                for other, (_, start, *_rest) in list(running.items()):
+                    if now - start > kill_after:
+                        os.kill(other, signal.SIGKILL)
+                time.sleep(0.002)
+                continue
+            tag, start, out, err = running.pop(pid)
+            seconds = time.monotonic() - start
+            texts = [path.read_text(errors="replace") for path in (out, err)]
+            out.unlink()
+            err.unlink()
+            done(tag, Run(os.waitstatus_to_exitcode(status), seconds, usage.ru_maxrss * 1024, *texts))
+    finally:
+        for pid in running:
+            os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def run(
@@ -145,56 +205,48 @@ def run(
     progress: bool = False,
 ) -> Report:
     """Runs `count` mutated specs; returns every result and the failures."""
-    import netc.compiler.api  # noqa: F401
-    import netc.compiler.cli  # noqa: F401 -- imported once here, shared by every forked child
-
     texts = sources()
     rng = random.Random(seed)
     report = Report()
-    work = Path(tempfile.mkdtemp(prefix="netc-fuzz-"))
-    running: dict[int, tuple] = {}  # pid -> (index, start, spec, out, args)
-    index = 0
+    work = Path(tempfile.mkdtemp(prefix="netc-specs-"))
+
+    def tasks():
+        for index in range(count):
+            spec = work / f"spec{index}.net"
+            spec.write_text(mutate(rng.choice(texts), rng), errors="surrogateescape")
+            yield index, ["check", *(["--json"] if index % 2 == 0 else []), *extra, str(spec)]
+
+    def done(index, run: Run):
+        spec = work / f"spec{index}.net"
+        args = ["check", *(["--json"] if index % 2 == 0 else []), *extra]
+        output = run.stdout + run.stderr
+        result = Result(index, run.code, run.seconds, run.rss, "Traceback" in output, args)
+        failures = len(report.failures)
+        report.add(result, time_limit, memory_limit)
+        if len(report.failures) > failures and keep is not None:
+            keep.mkdir(parents=True, exist_ok=True)
+            shutil.copy(spec, keep / f"fail{index}.net")
+            (keep / f"fail{index}.txt").write_text(f"{report.failures[-1][1]}\n{' '.join(args)}\n{output}")
+        spec.unlink()
+        if progress and len(report.results) % 1000 == 0:
+            print(f"{len(report.results)} specs, {len(report.failures)} failures", file=sys.stderr, flush=True)
+
     try:
-        while index < count or running:
-            while index < count and len(running) < jobs:
-                spec = work / f"spec{index}.net"
-                spec.write_text(mutate(rng.choice(texts), rng), errors="surrogateescape")
-                out = work / f"out{index}.txt"
-                args = ["check", *(["--json"] if index % 2 == 0 else []), *extra]
-                sys.stdout.flush()
-                pid = os.fork()
-                if pid == 0:
-                    _child(spec, out, args)
-                running[pid] = (index, time.monotonic(), spec, out, args)
-                index += 1
-            pid, status, usage = os.wait4(-1, os.WNOHANG)
-            if pid == 0:
-                now = time.monotonic()
-                for other, (_, start, *_rest) in list(running.items()):
-                    if now - start > kill_after:
-                        os.kill(other, signal.SIGKILL)
-                time.sleep(0.002)
-                continue
-            i, start, spec, out, args = running.pop(pid)
-            seconds = time.monotonic() - start
-            text = out.read_text(errors="replace")
-            code = os.waitstatus_to_exitcode(status)
-            result = Result(i, code, seconds, usage.ru_maxrss * 1024, "Traceback" in text, args)
-            failures = len(report.failures)
-            report.add(result, time_limit, memory_limit)
-            if len(report.failures) > failures and keep is not None:
-                keep.mkdir(parents=True, exist_ok=True)
-                shutil.copy(spec, keep / f"fail{i}.net")
-                (keep / f"fail{i}.txt").write_text(f"{report.failures[-1][1]}\n{' '.join(args)}\n{text}")
-            spec.unlink()
-            out.unlink()
-            if progress and len(report.results) % 1000 == 0:
-                print(f"{len(report.results)} specs, {len(report.failures)} failures", file=sys.stderr, flush=True)
+        fork_runs(tasks(), jobs, kill_after, done)
     finally:
-        for pid in running:
-            os.kill(pid, signal.SIGKILL)
         shutil.rmtree(work, ignore_errors=True)
     return report
+
+
+def run_commands(commands: list, jobs: int = 2, kill_after: float = 120.0) -> list[dict]:
+    """Each CLI argv of `commands` run as `fork_runs` runs them: a list of their results."""
+    results: list = [None] * len(commands)
+
+    def done(i, run: Run):
+        results[i] = run.__dict__
+
+    fork_runs(enumerate(commands), jobs, kill_after, done)
+    return results
 
 
 def summary(report: Report) -> dict:
@@ -226,7 +278,14 @@ def main(argv=None) -> int:
     parser.add_argument("--kill", type=float, default=60.0, help="seconds after which a run is killed")
     parser.add_argument("--keep", type=Path, default=ROOT / "bench" / "fuzz_failures", help="where failing specs go")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument(
+        "--commands", type=Path, help="a JSON list of CLI argument lists: run them, print their results as JSON"
+    )
     args = parser.parse_args(argv)
+    if args.commands:
+        commands = json.loads(args.commands.read_text())
+        print(json.dumps(run_commands(commands, args.jobs, args.kill)))
+        return 0
     extra = ("--max-nodes", str(args.max_nodes)) if args.max_nodes else ()
     started = time.monotonic()
     report = run(

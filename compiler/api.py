@@ -57,15 +57,17 @@ class CompiledNetwork:
             return initial_weights(self.graph, seed)
         return load_weights(weights, self.graph)
 
-    def onnx(self, opset: int = 18, weights=None, seed: int = 0, optimize: bool = True, backward=False, loss=None):
+    def onnx(
+        self, opset=18, weights=None, seed: int = 0, optimize: bool = True, backward=False, loss=None, training=True
+    ):
         """The inference model as an `onnx.ModelProto` (see `weights` for the weights); with
         `backward`, the training model: the forward outputs and every gradient, parameters
         and buffers as inputs (see docs/backward.md); `loss` ("cross_entropy" or "mse")
         attaches a loss to the outputs first (`autodiff.attach_loss`). An opset outside what
         the installed onnx and onnxruntime support raises ValueError."""
-        return self.onnx_model(opset, weights, seed, optimize, backward, loss).to_proto()
+        return self.onnx_model(opset, weights, seed, optimize, backward, loss, training).to_proto()
 
-    def onnx_model(self, opset=18, weights=None, seed: int = 0, optimize: bool = True, backward=False, loss=None):
+    def onnx_model(self, opset=18, weights=None, seed=0, optimize=True, backward=False, loss=None, training=True):
         """The same model as a `netc.backends.onnx.OnnxModel`, whose weights stay numpy
         arrays until `.save(path)` writes them (the fast way to a file)."""
         from netc.backends.onnx import check_opset, emit, emit_backward
@@ -74,7 +76,7 @@ class CompiledNetwork:
         if backward:
             from .autodiff import attach_loss
 
-            return emit_backward(attach_loss(self.graph, loss) if loss else self.graph, opset)
+            return emit_backward(attach_loss(self.graph, loss) if loss else self.graph, opset, training)
         return emit(self.graph, self.weights(weights, seed), opset, optimize)
 
     def backward_graph(self):

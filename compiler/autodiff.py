@@ -34,8 +34,9 @@ class Rules:
     """What train and grad rules build with: `d.apply(op, ...)`, `d.param(local)`, and
     helpers for the shapes rules keep needing."""
 
-    def __init__(self, builder: Builder, node: Node, graph: Graph):
+    def __init__(self, builder: Builder, node: Node, graph: Graph, training: bool = True):
         self.b, self.node, self.graph = builder, node, graph
+        self.training = training  # False: train rules build the inference forward (running statistics)
         self.param_grads: dict[str, V] = {}
         self.extra_inputs: list[str] = []
         self.extra_outputs: list[tuple[str, V]] = []
@@ -83,9 +84,11 @@ class Rules:
         return self.apply("permute", x, dims=tuple(order))
 
 
-def training_forward(graph: Graph) -> tuple[Graph, list[str], list[tuple[str, Value]]]:
+def training_forward(graph: Graph, training: bool = True) -> tuple[Graph, list[str], list[tuple[str, Value]]]:
     """Graph -> Graph: the training forward. Each node whose op has a `train` rule is
-    replaced by the primitives the rule builds; all others are copied.
+    replaced by the primitives the rule builds; all others are copied. With `training`
+    False, the rules build the inference forward instead (batchnorm with its running
+    statistics, dropout the identity), for gradients of the network as it is evaluated.
 
     Returns the new graph, the inputs it added (dropout masks) and the outputs it added
     (running statistics' next values), which are not yet among the graph's outputs."""
@@ -104,7 +107,7 @@ def training_forward(graph: Graph) -> tuple[Graph, list[str], list[tuple[str, Va
                 new.inputs.append(node.name)
             continue
         b.origin = node
-        d = Rules(b, node, new)
+        d = Rules(b, node, new, training)
         result = rule(d, *(V(b, v) for v in inputs), **node.attrs)
         mapping[Value(node.name)] = result.value
         extra_inputs += d.extra_inputs
@@ -114,14 +117,15 @@ def training_forward(graph: Graph) -> tuple[Graph, list[str], list[tuple[str, Va
     return new, extra_inputs, extra_outputs
 
 
-def backward_graph(graph: Graph) -> Graph:
-    """The training forward and its backward graph in one graph (see the module docstring)."""
+def backward_graph(graph: Graph, training: bool = True) -> Graph:
+    """The training forward and its backward graph in one graph (see the module docstring);
+    with `training` False, of the inference forward (`training_forward`)."""
     with gc_paused():
-        return _backward_graph(graph)
+        return _backward_graph(graph, training)
 
 
-def _backward_graph(graph: Graph) -> Graph:
-    g, _, next_outputs = training_forward(graph)
+def _backward_graph(graph: Graph, training: bool) -> Graph:
+    g, _, next_outputs = training_forward(graph, training)
     forward_nodes = g.nodes()
     b = Builder(g)
     b.prefix = "grad."

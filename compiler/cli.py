@@ -227,6 +227,9 @@ def _measure_flags(command, prefix: str) -> None:
     command.add_argument(
         "--dim", action="append", metavar="NAME=SIZE", help=prefix + "the size of another symbolic dimension"
     )
+    command.add_argument(
+        "--eval", action="store_true", help=prefix + "measure the inference forward (batchnorm's running statistics)"
+    )
 
 
 def _dispatch(args) -> int:

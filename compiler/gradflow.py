@@ -12,7 +12,8 @@ so a figure can be made again exactly (docs/viz.md, "Gradient flow", has the pro
   labels they are, else 2. The first symbolic dimension is the batch; others are given;
 * weights: `compiled.weights(file or None, seed)` (torch.nn's initial distributions);
 * dropout masks all ones (the network without dropout noise); batchnorm in training
-  mode (batch statistics), as the training model computes it;
+  mode (batch statistics), as the training model computes it, or with `--eval` the
+  inference forward (batchnorm with its running statistics, dropout off);
 * the loss: the sum of the network's scalar float outputs (its losses) if it has any,
   else the sum of every element of its float outputs; so each seed is all ones, or all
   zeros for a non-scalar output beside a loss.
@@ -193,10 +194,12 @@ def measure(
     dims: dict[str, int] | None = None,
     seed: int = 0,
     weights=None,
+    training: bool = True,
 ) -> FlowReport:
     """The gradient norm of every parameterized layer at initialization (module docstring).
     `weights`: a file (or a dict of arrays) read as `compiled.weights` reads it, else the
-    initial weights drawn from `seed`. Raises DimError for missing or unknown dimensions,
+    initial weights drawn from `seed`; `training` False measures the inference forward
+    (batchnorm with its running statistics, dropout off). Raises DimError for missing or unknown dimensions,
     NetcError where the gradient cannot be derived or the weights do not fit."""
     import numpy as np
     import onnxruntime as ort
@@ -204,10 +207,11 @@ def measure(
     graph = compiled.graph
     sizes = dim_sizes(graph, batch, dims)
     feeds = random_inputs(graph, sizes, seed)
-    feeds.update(dropout_masks(graph, sizes))
+    if training:
+        feeds.update(dropout_masks(graph, sizes))
     feeds.update(loss_seeds(graph, sizes))
     state = compiled.weights(weights, seed)
-    model = compiled.onnx(backward=True)
+    model = compiled.onnx(backward=True, training=training)
     options = ort.SessionOptions()
     options.log_severity_level = 3  # onnxruntime's warnings are not the user's business
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
@@ -343,7 +347,12 @@ def parse_dims(items) -> dict[str, int]:
 def measure_from_args(compiled, args) -> FlowReport:
     """`measure` with the options of a command line (--batch, --seed, --weights, --dim)."""
     return measure(
-        compiled, batch=args.batch, dims=parse_dims(args.dim), seed=args.seed, weights=getattr(args, "weights", None)
+        compiled,
+        batch=args.batch,
+        dims=parse_dims(args.dim),
+        seed=args.seed,
+        weights=getattr(args, "weights", None),
+        training=not getattr(args, "eval", False),
     )
 
 

@@ -2,10 +2,11 @@
 
 The corpus is tests/hostile/*.net (see its README) and the cases below that are written
 when the test runs (too large to keep as files, or not files at all: a FIFO, a directory).
-Each case goes through the CLI as a user runs it, `netc check`, `netc check --json` and
-`netc compile --target torch`: it must exit 1 with its first error at the line and column
-its header states, print no traceback, and stay under 500 MB of memory (measured with
-wait4). Time is bounded by counting work, not with a timer: compiled in process, a case
+Each case goes through the CLI, `netc check`, `netc check --json` and `netc compile
+--target torch` (its entry point run in a child forked from one process that imported netc
+once, bench/fuzz_campaign.py's runner, so the corpus runs in seconds): it must exit 1 with
+its first error at the line and column its header states, print no traceback, and stay
+under 500 MB of memory (the child's peak, from wait4). Time is bounded by counting work, not with a timer: compiled in process, a case
 stops within its step budget (`# steps:`, 100,000 unless stated), the elaborator's count of
 statements, expressions and charged work, which is linear in what it spends.
 """
@@ -18,7 +19,6 @@ import re
 import subprocess
 import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -152,6 +152,34 @@ def _run(args) -> tuple[subprocess.CompletedProcess, int]:
     return subprocess.CompletedProcess(proc.args, code, out, err), peak
 
 
+COMMANDS = (["check"], ["check", "--json"], ["compile", "--target", "torch", "-o", "{out}"])
+
+
+@pytest.fixture(scope="module")
+def cli_runs(tmp_path_factory) -> dict:
+    """Every case through every command, run by bench/fuzz_campaign.py's runner: one
+    process that imports netc once and forks a child per run (peak memory from wait4)."""
+    commands, keys = [], []
+    for case in CASES:
+        directory = tmp_path_factory.mktemp(case.name)
+        path = _write(case, directory)
+        for command in COMMANDS:
+            argv = [part.format(out=directory / "out.py") for part in command]
+            commands.append([*argv, str(path), *case.args])
+            keys.append((case.name, tuple(command)))
+    manifest = tmp_path_factory.mktemp("manifest") / "commands.json"
+    manifest.write_text(json.dumps(commands))
+    runner = [sys.executable, str(ROOT / "bench" / "fuzz_campaign.py"), "--commands", str(manifest)]
+    proc = subprocess.run(
+        [*runner, "--jobs", str(os.cpu_count() or 2), "--kill", str(HARD_TIMEOUT)],
+        capture_output=True,
+        text=True,
+        timeout=HARD_TIMEOUT * 10,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return dict(zip(keys, json.loads(proc.stdout)))
+
+
 def _limits(args) -> dict:
     out = {}
     for flag, value in zip(args[::2], args[1::2]):
@@ -162,24 +190,21 @@ def _limits(args) -> dict:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_cli_fails_fast_with_a_located_error(case: Case, tmp_path):
-    path = _write(case, tmp_path)
-    located = f"{path.name}:{case.line}:{case.column}: error:" if case.line else "error:"
-    commands = (["check"], ["check", "--json"], ["compile", "--target", "torch", "-o", tmp_path / "out.py"])
-    with ThreadPoolExecutor(len(commands)) as pool:  # the three runs side by side
-        runs = list(pool.map(lambda command: _run([*command, path, *case.args]), commands))
-    for command, (proc, peak) in zip(commands, runs):
-        shown = f"{command}: exit {proc.returncode}\n{proc.stdout[-800:]}\n{proc.stderr[-800:]}"
-        assert proc.returncode == 1, shown
-        assert "Traceback" not in proc.stdout + proc.stderr, shown
-        assert peak < MEMORY_LIMIT, f"{command}: {peak / 2**20:.0f} MB"
+def test_cli_fails_fast_with_a_located_error(case: Case, cli_runs):
+    for command in COMMANDS:
+        run = cli_runs[(case.name, tuple(command))]
+        shown = f"{command}: exit {run['code']}\n{run['stdout'][-800:]}\n{run['stderr'][-800:]}"
+        assert run["code"] == 1, shown
+        assert "Traceback" not in run["stdout"] + run["stderr"], shown
+        assert run["rss"] < MEMORY_LIMIT, f"{command}: {run['rss'] / 2**20:.0f} MB"
         if "--json" in command:
-            first = json.loads(proc.stdout)["errors"][0]
+            first = json.loads(run["stdout"])["errors"][0]
             assert (first["line"], first["column"]) == (case.line, case.column), shown
             assert case.word.lower() in first["message"].lower(), shown
         else:
-            assert located in proc.stderr, shown
-            assert case.word.lower() in proc.stderr.lower(), shown
+            located = f".net:{case.line}:{case.column}: error:" if case.line else "error:"
+            assert located in run["stderr"], shown
+            assert case.word.lower() in run["stderr"].lower(), shown
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])

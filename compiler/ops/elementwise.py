@@ -126,7 +126,7 @@ DROPOUT = unary(
     # the ONNX model is the inference forward, where Dropout is the identity
     onnx=lambda b, x, *, p: b.Dropout(x, b.scalar(p, x.dtype)),
     # training: a mask (an input of the training graph, 0 or 1 per element) times 1 / (1 - p)
-    train=lambda d, x, *, p: x * d.input("mask", x.type) * (1.0 / (1.0 - p)),
+    train=lambda d, x, *, p: x * d.input("mask", x.type) * (1.0 / (1.0 - p)) if d.training else x,
     grad=NoGrad("the training forward replaces it with its mask and scale"),
 )
 

@@ -354,8 +354,14 @@ def _batchnorm_train(d, x, *, eps, momentum):
     values (PyTorch's: the variance unbiased) are outputs of the training graph."""
     channels = x.shape[1]
     axes = (0,) + tuple(range(2, x.rank))
-    normalized, mean, var = _normalize(d, x, axes, eps)
     shape = _channel_shape(x, channels)
+    if not d.training:  # the inference forward: the running statistics
+        mean = d.apply("reshape", d.param("running_mean"), shape=shape)
+        var = d.apply("reshape", d.param("running_var"), shape=shape)
+        weight = d.apply("reshape", d.param("weight"), shape=shape)
+        normalized = (x - mean) / d.apply("sqrt", var + eps)
+        return normalized * weight + d.apply("reshape", d.param("bias"), shape=shape)
+    normalized, mean, var = _normalize(d, x, axes, eps)
     weight = d.apply("reshape", d.param("weight"), shape=shape)
     y = normalized * weight + d.apply("reshape", d.param("bias"), shape=shape)
     count = d.count(x, axes)

@@ -206,24 +206,26 @@ class Tracer:
 
     def op_exprs(self, frame, call: S.Call, args) -> dict:
         """Attribute -> expression for an op call; `args` is the op's signature."""
-        written = {}
-        if args and args[0].variadic:
-            positional = []
-        else:
-            positional = list(zip((a.name for a in args), call.args))
-        written.update(positional)
-        written.update((kw.key, kw.value) for kw in call.keywords if kw.key != "name")
-        tensors = {a.name for a in args if a.tensor}
-        return {name: self.expr(frame, e) for name, e in written.items() if name not in tensors}
+        exprs = {}
+        if not (args and args[0].variadic):
+            for arg, e in zip(args, call.args):
+                if not arg.tensor:
+                    exprs[arg.name] = Lit(e.value) if isinstance(e, S.Literal) else self.expr(frame, e)
+        for kw in call.keywords:
+            if kw.key != "name" and kw.key not in exprs:
+                e = kw.value
+                exprs[kw.key] = Lit(e.value) if isinstance(e, S.Literal) else self.expr(frame, e)
+        return exprs  # a tensor passed by keyword has no expression: the backend ignores it
 
     def provenance(self, frame, exprs=None) -> Provenance:
-        stmt = frame.trace.statement
+        trace = frame.trace
+        stmt = trace.statement
         return Provenance(
             stmt.span if stmt is not None else None,
             _names(stmt),
-            tuple(frame.trace.guards),
-            tuple(frame.trace.loops),
-            dict(exprs or {}),
+            tuple(trace.guards) if trace.guards else (),
+            tuple(trace.loops) if trace.loops else (),
+            exprs or {},
         )
 
     def block_call(self, frame, inner, block: S.Block, call: S.Call, bound: dict) -> Call:

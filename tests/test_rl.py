@@ -21,8 +21,13 @@ RL = ROOT / "examples" / "rl"
 sys.path.insert(0, str(RL))
 SPECS = sorted(RL.glob("*.net"))
 
-gym = pytest.importorskip("gymnasium", reason="pip install 'netc[rl]'")
-import rl_common as rl  # noqa: E402  (after the path and gymnasium)
+import rl_common as rl  # noqa: E402  (examples/rl on the path first; it imports no gymnasium nor torch)
+
+
+@pytest.fixture(scope="module")
+def gym():
+    """gymnasium: the tests of specs alone run without it, those that step environments skip."""
+    return pytest.importorskip("gymnasium", reason="pip install 'netc[rl]'")
 
 
 def run_script(capsys, module, *argv) -> tuple[int, str, str]:
@@ -120,7 +125,7 @@ def test_an_actor_critic_that_returns_the_value_first_is_read_by_shape(tmp_path)
     assert rl.check_actor_critic(compile_file(spec), cartpole()) == (1, 0)
 
 
-def test_environments_with_continuous_actions_are_refused():
+def test_environments_with_continuous_actions_are_refused(gym):
     env = gym.make("Pendulum-v1")
     with pytest.raises(rl.Unfit, match="discrete actions"):
         rl.interface(env)
@@ -143,7 +148,7 @@ SHORT_DQN = (
 
 
 @pytest.fixture(scope="module")
-def dqn():
+def dqn(gym):
     pytest.importorskip("torch")
     import dqn
 
@@ -215,7 +220,7 @@ def test_one_onnxruntime_update_equals_one_torch_update(dqn, tmp_path, specs):
     del torch
 
 
-def test_dqn_through_onnxruntime_needs_no_torch(tmp_path):
+def test_dqn_through_onnxruntime_needs_no_torch(gym, tmp_path):
     """A fresh process where `import torch` fails: training and evaluation still run."""
     agent = tmp_path / "dqn.npz"
     run = without("torch")
@@ -247,7 +252,7 @@ def test_a_loss_spec_of_another_network_is_refused(dqn, capsys, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def ppo():
+def ppo(gym):
     pytest.importorskip("torch")
     import ppo
 
@@ -300,7 +305,7 @@ def test_gae_matches_the_recursion_by_hand(ppo):
 
 
 @pytest.mark.parametrize("script", ["dqn", "ppo"])
-def test_bad_specs_and_files_exit_1_with_a_message(script, capsys, tmp_path):
+def test_bad_specs_and_files_exit_1_with_a_message(gym, script, capsys, tmp_path):
     pytest.importorskip("torch")
     module = __import__(script)
     broken = tmp_path / "broken.net"
@@ -340,7 +345,7 @@ def test_without_gymnasium_the_scripts_name_the_pip_command():
 # ---------------------------------------------------------------- Stable-Baselines3
 
 
-def test_a_compiled_network_as_sb3_feature_extractor(capsys, tmp_path):
+def test_a_compiled_network_as_sb3_feature_extractor(gym, capsys, tmp_path):
     pytest.importorskip("stable_baselines3", reason="pip install 'netc[sb3]'")
     import sb3_ppo
 

@@ -92,7 +92,13 @@ def training_forward(graph: Graph, training: bool = True) -> tuple[Graph, list[s
 
     Returns the new graph, the inputs it added (dropout masks) and the outputs it added
     (running statistics' next values), which are not yet among the graph's outputs."""
-    new = Graph(graph.name, instances=dict(graph.instances), instance_args=dict(graph.instance_args))
+    new = Graph(
+        graph.name,
+        instances=dict(graph.instances),
+        instance_args=dict(graph.instance_args),
+        provenance=dict(graph.provenance),
+        calls=dict(graph.calls),
+    )
     b = Builder(new)
     mapping: dict[Value, Value] = {}
     extra_inputs: list[str] = []
@@ -210,6 +216,8 @@ def attach_loss(graph: Graph, loss: str = "cross_entropy") -> Graph:
         [],
         dict(graph.instances),
         dict(graph.instance_args),
+        dict(graph.provenance),  # how the spec wrote each node, for backends that write code
+        dict(graph.calls),
     )
     b = Builder(new)
     b.prefix, b.scope = "loss.", ()  # the network's own nodes, named apart from later passes' ones

@@ -27,7 +27,7 @@ from . import dims as D
 from .builder import Builder
 from .dims import Dim
 from .ir import DTYPES, FLOAT_DTYPES, Graph, Node, TensorType, Value
-from .limits import MAX_RANK, Limits
+from .limits import FREE_STEPS, MAX_RANK, STEPS_PER_NODE, Limits
 from .loader import Program
 from .ops import CALLABLE, REGISTRY, ArgError, OpDef, ShapeError
 from .ops.registry import REQUIRED, describe, is_int, short
@@ -91,6 +91,7 @@ class Elaborator:
         self.graph: Graph | None = None
         self.steps = 0
         self.max_steps = limits.max_steps
+        self.allowed = limits.steps_allowed(0)  # grows as nodes are made (Limits.steps_allowed)
         self.stack: list[str] = []  # block names being expanded
         self._consts: dict = {}
         self._const_busy: list[str] = []
@@ -155,10 +156,13 @@ class Elaborator:
     def _tick(self, steps: int, span: Span | None):
         """Counts `steps` of work; past the budget, a fatal error at `span`."""
         self.steps += steps
-        if self.steps > self.max_steps:
-            self.steps = self.max_steps  # the work charged past the budget is never done
+        if self.steps <= self.allowed:
+            return
+        self.allowed = self.limits.steps_allowed(self._nodes_used())
+        if self.steps > self.allowed:
+            self.steps = self.allowed  # the work charged past the budget is never done
             raise FatalError(
-                f"elaboration takes more than {self.max_steps} steps (the limit; it follows --max-nodes)",
+                f"elaboration takes more than {self.allowed} steps (the limit; it follows --max-nodes)",
                 span,
                 code="limit",
             )
@@ -413,16 +417,22 @@ class Elaborator:
                 code="type",
             )
         steps, nodes = self._cost(stmt.body, self._scope_names(frame))
-        if count * steps > self.max_steps - self.steps or count * nodes > self.limits.max_nodes - self._nodes_used():
+        steps += 1  # a pass is a step, its body empty or not
+        used = self._nodes_used()
+        free = FREE_STEPS + STEPS_PER_NODE * used - self.steps  # and the nodes a pass makes allow more
+        too_large = count * nodes > self.limits.max_nodes - used or count * steps > self.max_steps - self.steps
+        if too_large or count * (steps - STEPS_PER_NODE * nodes) > free:
             raise FatalError(
-                f"repeat {count} is too large: elaboration is limited to {self.max_steps} steps "
-                f"and {self.limits.max_nodes} nodes (see --max-nodes)",
+                f"repeat {count} is too large: elaboration is limited to {FREE_STEPS} steps and {STEPS_PER_NODE} "
+                f"more for each node made (at most {self.max_steps}), and to {self.limits.max_nodes} nodes "
+                "(see --max-nodes)",
                 stmt.count.span,
                 notes=(f"one pass of its body takes at least {steps} steps and makes at least {nodes} nodes",),
                 code="limit",
             )
         loop = self.trace.enter_repeat(frame, stmt)
         for i in range(count):
+            self._tick(1, stmt.span)
             if stmt.var:
                 frame.vars[stmt.var] = i
             self.trace.iteration(frame, loop, i)
@@ -476,7 +486,7 @@ class Elaborator:
                 count = self._static_count(stmt.count, shadowed)
                 if count:
                     inner = self._cost(stmt.body, shadowed)
-                    steps, nodes = steps + count * inner[0], nodes + count * inner[1]
+                    steps, nodes = steps + count * (inner[0] + 1), nodes + count * inner[1]
             elif isinstance(stmt, S.If):
                 exprs = [stmt.branches[0][0]]
             elif isinstance(stmt, S.Assert):
@@ -574,7 +584,7 @@ class Elaborator:
 
     def _eval(self, expr, frame: Frame):
         self.steps += 1  # _tick, inlined: this is the hottest line of elaboration
-        if self.steps > self.max_steps:
+        if self.steps > self.allowed:
             self._tick(0, expr.span)
         if isinstance(expr, S.Literal):
             return _checked_int(expr.value, expr.span)

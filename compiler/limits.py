@@ -27,8 +27,18 @@ class Limits:
 
     @property
     def max_steps(self) -> int:
-        """Statements and expressions evaluated: about 5 per node in real specs."""
+        """Statements and expressions evaluated, at most: about 5 per node in real specs."""
         return 20 * self.max_nodes + 100_000
+
+    def steps_allowed(self, nodes: int) -> int:
+        """The steps allowed once `nodes` nodes are made: FREE_STEPS of compile-time work,
+        and STEPS_PER_NODE more for every node, up to max_steps. Work that makes nothing
+        stops within seconds; a network's compile-time work grows with the network."""
+        return min(self.max_steps, FREE_STEPS + STEPS_PER_NODE * nodes)
+
+
+FREE_STEPS = 1_000_000  # a few seconds of compile-time work that makes no node
+STEPS_PER_NODE = 20
 
 
 LIMIT_NAMES = tuple(f.name for f in fields(Limits))

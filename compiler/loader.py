@@ -106,7 +106,8 @@ def load_file(path: str | os.PathLike, sources: SourceMap | None = None, limits:
             raise NetcError(f"no such file: {_printable(path)}", code="io") from None
         if reason == "it is a directory":
             raise NetcError(f"{_printable(path)} is a directory, not a .net file", code="io") from None
-        raise NetcError(f"cannot read {_printable(path)}: {reason}", code=exc.code if exc.code == "limit" else "io")
+        code = "limit" if exc.code == "limit" else "io"
+        raise NetcError(f"cannot read {_printable(path)}: {reason}", code=code) from None
     size = len(text.encode("utf-8"))
     return _Loader(sources, limits, size).load(text, path, _resolve(Path(path)))
 
@@ -226,9 +227,7 @@ class _Loader:
         if "\0" in imp.path:
             return self._refuse(imp, f"cannot import {quoted}: the path contains a NUL byte")
         base_dir = resolved.parent if resolved else Path.cwd()
-        target = _resolve(base_dir / imp.path)
-        if target is None:
-            return self._refuse(imp, f"cannot import {quoted}: the path has characters the system cannot use")
+        target = _resolve(base_dir / imp.path) or Path(os.path.abspath(base_dir / imp.path))  # the read says why
         shown = os.path.normpath(os.path.join(os.path.dirname(display), imp.path))
         if target in path:
             cycle = " -> ".join(p.name for p in path[path.index(target) :] + [target])

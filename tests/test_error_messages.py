@@ -300,7 +300,7 @@ CASES = [
             return x
         }
         """,
-        3, 21, "elaboration takes more than 20100000 steps",
+        3, 21, "elaboration takes more than 1000020 steps (the limit; it follows --max-nodes)",
     ),
     row(
         "limit-string-doubling",
@@ -311,7 +311,7 @@ CASES = [
             return x
         }
         """,
-        3, 21, "elaboration takes more than 20100000 steps",
+        3, 21, "elaboration takes more than 1000020 steps (the limit; it follows --max-nodes)",
     ),
     row(
         "limit-repeat-count-times-block-nodes",
@@ -1525,7 +1525,8 @@ CASES = [
             return x
         }
         """,
-        2, 12, "repeat 1000000000 is too large: elaboration is limited to 20100000 steps and 1000000 nodes",
+        2, 12, "repeat 1000000000 is too large: elaboration is limited to 1000000 steps and 20 more for each node "
+        "made (at most 20100000), and to 1000000 nodes (see --max-nodes)",
     ),
     row(
         "full-network-several",

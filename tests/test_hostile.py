@@ -78,6 +78,10 @@ def _folder(directory: Path):
     (directory / "folder.net").mkdir()
 
 
+def _symlink_loop(directory: Path):
+    (directory / "loop.net").symlink_to("loop.net")
+
+
 IMPORT_SPEC = 'import "{}"\nnetwork n(x: [N, 2]) {{ return x }}\n'
 
 GENERATED = [
@@ -95,6 +99,8 @@ GENERATED = [
     ),
     Case("import_a_fifo", IMPORT_SPEC.format("pipe.net"), 1, 1, "regular", setup=_fifo),
     Case("import_a_directory", IMPORT_SPEC.format("folder.net"), 1, 1, "directory", setup=_folder),
+    Case("import_a_symlink_loop", IMPORT_SPEC.format("loop.net"), 1, 1, "symbolic links", setup=_symlink_loop),
+    Case("import_a_name_too_long", IMPORT_SPEC.format("a" * 5000), 1, 1, "too long"),
     Case(
         "a_big_expression_in_a_loop",
         "network n(x: [N, 2]) {\n  repeat 1000000 { k = " + " + ".join(["1"] * 10_000) + " }\n  return x\n}\n",

@@ -665,8 +665,8 @@ def _scale_output_channels(conv: NodeProto, w: np.ndarray, s: np.ndarray, attrs)
             return None
         view, factors = w.shape, s[:, None] if trans_b else s[None, :]
     out = np.empty_like(w)
-    # In w's own dtype: within one rounding of the float64 product, at half the cost (resnet50: 0.17 s -> 0.08 s).
-    np.multiply(w.reshape(view), factors.astype(w.dtype), out=out.reshape(view))
+    # Multiplying in float64 and rounding once into w's dtype, chunk by chunk: no float64 copy of the weight.
+    np.multiply(w.reshape(view), factors, out=out.reshape(view), dtype=np.float64, casting="unsafe")
     return out
 
 

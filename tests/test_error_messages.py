@@ -1874,6 +1874,21 @@ UNREACHABLE = {
     # parser.parse: lark's LALR parser and the inline syntax-tree callbacks do not recurse,
     # so no nesting in a file reaches this guard; it stays as a defence.
     "the file is nested too deeply to parse": "dsl/parser.py parse",
+    # The backward graph's messages: `netc check` never derives gradients. They are raised by
+    # `netc grad` and --backward; tests/test_backward.py and tests/test_grad_spatial.py
+    # assert them where an input reaches them (symbolic adaptive pooling, bilinear upsample).
+    "cannot derive the gradient of {} (`{}`): {}": "compiler/autodiff.py (every op has a rule or NoGrad)",
+    "cannot derive the gradient of adaptive_avgpool2d to size {} on an input of size {}: its bins are known "
+    "only where the output size is 1 or divides a known input size": "tests/test_backward.py",
+    "cannot derive the gradient of bilinear upsample on an input of size {}: its interpolation weights are "
+    "built at compile time, which needs known height and width": "tests/test_grad_spatial.py",
+    "the gradient of concat along an axis of symbolic size is not supported": "compiler/ops/structure.py",
+    "the gradient of cross_entropy needs a known number of classes": "compiler/ops/structure.py",
+    # Internal ops' shape rules: the gradient rules build them only with what they accept.
+    "onehot expects int64 labels, got {}": "compiler/ops/internal.py",
+    "conv_weight_grad needs known channels, got {} and {}": "compiler/ops/internal.py",
+    # The CLI's guard against Python recursion; elaboration bounds nesting before it (--max-depth).
+    "{}: the spec nests too deeply to compile": "compiler/cli.py",
 }
 
 # Templates that only a behaviour this table marks as a bug produces: template -> the row.

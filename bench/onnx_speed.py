@@ -60,9 +60,8 @@ import onnx  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 import torch  # noqa: E402
 import torch_reference as R  # noqa: E402
-from torch import nn  # noqa: E402
-
 from netc.compiler import compile_file, compile_string  # noqa: E402
+from torch import nn  # noqa: E402
 
 RESNET50 = ROOT / "examples" / "resnet50.net"
 WIDTH = 16

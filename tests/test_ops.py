@@ -124,7 +124,15 @@ ROWS = [
     r("batchnorm", [("x", (2, 3, 4, 4, 4))], "batchnorm(x)", None, lambda: nn.BatchNorm3d(3)),
     r("layernorm", [("x", (2, 5, 8))], "layernorm(x)", None, lambda: nn.LayerNorm(8)),
     r("layernorm", [("x", (2, 5, 8))], "layernorm(x, dims=2)", None, lambda: nn.LayerNorm((5, 8))),
-    r("groupnorm", [N4], "groupnorm(x, 3)", None, lambda: nn.GroupNorm(3, 6)),
+    r(
+        "groupnorm",
+        [N4],
+        "groupnorm(x, 3)",
+        None,
+        lambda: nn.GroupNorm(3, 6),
+        # ORT's GroupNormalization sums in another order: 1.5e-6 seen on a 1e-5 scale output
+        tol=(1e-5, 1e-5),
+    ),
     r(
         "embedding",
         [("ids", (2, 5), "int64")],

@@ -748,6 +748,8 @@ class _Writer:
         return self.static[key]
 
     def _fwd_leaf(self, e) -> str:
+        if isinstance(e, S.Param) and e.name in self.c.runtime_params:
+            return self.env[("in", e.name)]
         if isinstance(e, S.Param):
             if e.name not in self.param_init:
                 raise _NoText(e.name)
@@ -1147,7 +1149,7 @@ class _Writer:
                     r = c.ref_of(top, v)
                     if r and r[0] == "in":
                         read.add(r[1])
-        return [p for p in c.tensor_params if p in read]
+        return [p for p in c.block_params if (p in c.tensor_params and p in read) or p in c.runtime_params]
 
     def _joins(self):
         """Each join: the name it takes and the layer whose guard block starts it."""
@@ -1412,6 +1414,10 @@ class _Writer:
             for ref, value, text in zip(entry.inputs, read_values(el), texts):
                 if value in args:
                     by_param[args[value]] = text
+            call = self.graph.calls.get(el.obj.path)
+            for p in info.forward_params:
+                if p not in by_param and call is not None and p in call.args:
+                    by_param[p] = self._runtime_arg(sid, entry, call, p)
             call_args = ", ".join(by_param.get(p, "None") for p in info.forward_params)
             results[sid] = (self.register(entry, ctor), f"{self.access(entry)}({call_args})", len(info.returns), cls)
         init_line, expression, count, cls = self._agree(results)
@@ -1447,6 +1453,18 @@ class _Writer:
             self.emit_fwd(f"{lhs} = {expression}", span)
         else:
             self.emit_fwd(expression, span)
+
+    def _runtime_arg(self, sid, entry: Entry, call, p: str) -> str:
+        """A size known at run time that a block's `forward` takes, as the caller computes it."""
+        value = call.args[p]
+        written = call.provenance.exprs.get(p)
+        spelled = self._spell_expr(sid, self.c.translate(sid, written, entry.pos), value)
+        if isinstance(spelled, _Spelled):
+            return spelled.spelled(False)
+        if isinstance(value, tuple):
+            parts = [self.dim_text(v) if isinstance(v, D.Dim) else py(v) for v in value]
+            return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
+        return self.dim_text(value) if isinstance(value, D.Dim) else py(value)
 
     def _ctor_args(self, sid, entry: Entry, el: Element, info: _ClassInfo) -> str:
         call = self.graph.calls.get(el.obj.path)

@@ -23,6 +23,7 @@ import re
 from dataclasses import dataclass, field
 
 from netc.compiler import symbolic as S
+from netc.compiler.dims import Dim
 from netc.compiler.analysis import Instance
 from netc.compiler.ir import Graph, Value
 
@@ -718,13 +719,19 @@ class Template:
     def _prepare_names(self):
         """Constructor atoms: the compile-time parameters and the used input sizes."""
         self.params: list[str] = []
+        self.runtime_params: list[str] = []  # sizes known at run time: `forward` arguments
         self.defaults: dict[str, object] = {}
         self.block_params: tuple = ()
         if self.block is not None and self.calls[0] is not None:
             self.block_params = self.calls[0].params
             for p in self.block_params:
-                if all(c is not None and p in c.args for c in self.calls):
+                # A size known only at run time (`to_rows(x, N)`) cannot be a constructor
+                # argument: the caller passes it to `forward`, which may not be able to
+                # recover it from its inputs' shapes (`[24 * N]`).
+                if all(c is not None and p in c.args and not _runtime(c.args[p]) for c in self.calls):
                     self.params.append(p)
+                elif any(c is not None and p in c.args and _runtime(c.args[p]) for c in self.calls):
+                    self.runtime_params.append(p)
             for c in self.calls:
                 for p in c.defaults:
                     if p in c.args:
@@ -736,7 +743,7 @@ class Template:
                     if p not in names:
                         names.append(p)
             self.block_params = tuple(names)
-        self.tensor_params = [p for p in self.block_params if p not in self.params]
+        self.tensor_params = [p for p in self.block_params if p not in self.params and p not in self.runtime_params]
         self.local_size_names = {}
         for entry in self.all_entries():
             for sid, el in entry.items.items():
@@ -837,6 +844,13 @@ def concrete_size(c: Template, sid, ref, axis):
         return None
     shape = c.graph.type_of(value).shape
     return shape[axis] if axis < len(shape) else None
+
+
+def _runtime(value) -> bool:
+    """A compile-time value that holds a symbolic dimension."""
+    if isinstance(value, tuple):
+        return any(_runtime(v) for v in value)
+    return isinstance(value, Dim)
 
 
 def is_int(value) -> bool:

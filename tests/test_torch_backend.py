@@ -122,6 +122,44 @@ def test_symbolic_reshape_follows_the_input_at_run_time():
         assert module(torch.randint(0, 1000, (batch, steps))).shape == (batch, steps, 64)
 
 
+RUNTIME_SIZES = """
+block to_rows(x, n) {
+    return x -> reshape((n, -1))
+}
+block twice(x, n, c) {
+    y = to_rows(x, n)
+    return y -> reshape((n, c, -1))
+}
+network t(x: [N, 4, 6]) {
+    a = to_rows(x, N)
+    b = twice(x, N, 4)
+    flat = to_rows(x -> flatten(start=0), N)
+    fixed = to_rows(x, 2)
+    h = x
+    repeat 3 {
+        h = to_rows(h, N) -> reshape((N, 4, 6))
+    }
+    return a, b, flat, fixed, h
+}
+"""
+
+
+def test_symbolic_sizes_passed_into_blocks_reach_forward():
+    # A block given a run-time size (`to_rows(x, N)`) takes it as a `forward` argument:
+    # its constructor cannot know it, and its inputs' shapes need not show it ([24 * N]).
+    torch = pytest.importorskip("torch")
+    compiled = compile_string(RUNTIME_SIZES)
+    module = compiled.torch()
+    for n in (1, 2, 5):
+        x = torch.randn(n, 4, 6)
+        a, b, flat, fixed, h = module(x)
+        assert a.shape == flat.shape == (n, 24)
+        assert b.shape == (n, 4, 6) and h.shape == (n, 4, 6)
+        assert fixed.shape == (2, 12 * n)
+        assert torch.equal(h, x)
+    assert "def forward(self, x, n):" in compiled.torch_source()
+
+
 def test_compile_command_writes_an_importable_module(tmp_path):
     out = tmp_path / "model.py"
     proc = run_netc("compile", ROOT / "examples" / "dqn.net", "--target", "torch", "-o", out)

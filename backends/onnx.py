@@ -109,7 +109,17 @@ def _model(graph: onnx.GraphProto, opset: int) -> onnx.ModelProto:
 
 def tensor_type(name: str, t: TensorType) -> onnx.ValueInfoProto:
     """A value's type, a symbolic or derived dimension as its text (`N`, `(H - 1) // 2 + 1`)."""
-    return helper.make_tensor_value_info(name, ELEMENT_TYPES[t.dtype], [D.to_json(d) for d in t.shape])
+    proto = _TYPES.get(t)
+    if proto is None:  # a deep network repeats few types: each is built once, then copied
+        proto = helper.make_tensor_type_proto(ELEMENT_TYPES[t.dtype], [D.to_json(d) for d in t.shape])
+        if len(_TYPES) < 4096:
+            _TYPES[t] = proto
+    info = onnx.ValueInfoProto(name=name)
+    info.type.CopyFrom(proto)
+    return info
+
+
+_TYPES: dict[TensorType, onnx.TypeProto] = {}
 
 
 class Val(str):
@@ -141,7 +151,7 @@ class Lowering:
 
     def __init__(self, emitter: OnnxEmitter, node: Node):
         self.emitter, self.node, self.opset = emitter, node, emitter.opset
-        self.made: list[onnx.NodeProto] = []
+        self.made: list[_Pending] = []
 
     def __getattr__(self, name: str):
         if name[:1].isupper():  # b.Relu(x): any ONNX operator by its name
@@ -155,17 +165,17 @@ class Lowering:
             names.pop()
         base = f"{self.node.name}/{op_type}"
         results = [self.emitter.fresh_value(base if outputs == 1 else f"{base}#{i}") for i in range(outputs)]
-        proto = helper.make_node(op_type, names, results, name=self.emitter.fresh_node(base), **attrs)
-        proto.doc_string = self.emitter.where(self.node)
-        self.made.append(proto)
-        self.emitter.nodes.append(proto)
+        pending = _Pending(op_type, names, results, self.emitter.fresh_node(base), attrs, self.emitter.where(self.node))
+        self.made.append(pending)
+        self.emitter.nodes.append(pending)
         values = [Val(r) for r in results]
         return values[0] if outputs == 1 else tuple(values)
 
     # -- weights and constants
     def param(self, local: str) -> Val:
-        """The node's parameter or buffer: an initializer, or in a training model an input."""
-        return self.emitter.initializer(f"{self.node.name}.{local}")
+        """The node's parameter or buffer: an initializer, or in a training model an input
+        (a shared one is the owner's: one initializer for every use)."""
+        return self.emitter.initializer(self.node.param_name(local))
 
     buffer = param
 
@@ -263,6 +273,7 @@ class OnnxEmitter:
         self.node_names: set[str] = set()
         self.env: dict[Value, Val] = {}
         self.symbols: dict[str, tuple[Value, int] | None] = {}
+        self.basenames: dict[str, str] = {}
 
     # -- names
     def fresh_value(self, base: str) -> str:
@@ -273,7 +284,12 @@ class OnnxEmitter:
 
     def where(self, node: Node) -> str:
         span = node.span
-        return f"{os.path.basename(span.file)}:{span.line}" if span is not None else ""
+        if span is None:
+            return ""
+        base = self.basenames.get(span.file)
+        if base is None:
+            base = self.basenames[span.file] = os.path.basename(span.file)
+        return f"{base}:{span.line}"
 
     def symbol(self, name: str):
         if name not in self.symbols:
@@ -305,7 +321,7 @@ class OnnxEmitter:
                 targets[value] = out_name
         for node in g.nodes():
             for local in list(node.params) + list(node.buffers):
-                self.value_names.add(f"{node.name}.{local}")
+                self.value_names.add(node.param_name(local))
         self.value_names.update(self.parameters or ())
         value_info = []
         for node in g.nodes():
@@ -334,24 +350,41 @@ class OnnxEmitter:
         inputs = [tensor_type(name, g.node(name).outputs[0]) for name in g.inputs if not name.startswith("seed.")]
         inputs += [tensor_type(name, t) for name, t in (self.parameters or {}).items()]
         inputs += [tensor_type(name, g.node(name).outputs[0]) for name in g.inputs if name.startswith("seed.")]
-        return helper.make_graph(self.nodes, g.name, inputs, outputs, value_info=value_info)
+        nodes = [n.proto() if isinstance(n, _Pending) else n for n in self.nodes]
+        return helper.make_graph(nodes, g.name, inputs, outputs, value_info=value_info)
 
     def _settle(self, b: Lowering, made: Val, want: str, exact: bool) -> str:
         """Names the value a lowering returned after the netc value it computes."""
-        producer = next((p for p in reversed(b.made) if made in p.output), None)
+        producer = next((p for p in reversed(b.made) if made in p.outputs), None)
         if producer is None:
             return made  # an existing value (an input passed through) keeps its name
         name = want if exact else self.fresh_value(want)
-        for proto in b.made:
-            for i, inp in enumerate(proto.input):
-                if inp == made:
-                    proto.input[i] = name
-        producer.output[list(producer.output).index(made)] = name
+        for pending in b.made:
+            if made in pending.inputs:
+                pending.inputs = [name if inp == made else inp for inp in pending.inputs]
+        producer.outputs[producer.outputs.index(made)] = name
         self.value_names.discard(made)
-        if producer is b.made[-1] or len(producer.output) > 1:
+        if producer is b.made[-1] or len(producer.outputs) > 1:
             self.node_names.discard(producer.name)
             producer.name = _fresh(self.node_names, b.node.name)
         return name
+
+
+class _Pending:
+    """A node a lowering made, kept as Python lists until the graph is done: naming the
+    values after the spec renames inputs and outputs, far cheaper here than in a NodeProto."""
+
+    __slots__ = ("op_type", "inputs", "outputs", "name", "attrs", "doc")
+
+    def __init__(self, op_type, inputs, outputs, name, attrs, doc):
+        self.op_type, self.inputs, self.outputs, self.name, self.attrs, self.doc = (
+            op_type, inputs, outputs, name, attrs, doc,
+        )  # fmt: skip
+
+    def proto(self) -> onnx.NodeProto:
+        return helper.make_node(
+            self.op_type, self.inputs, self.outputs, name=self.name, doc_string=self.doc or None, **self.attrs
+        )
 
 
 def _fresh(used: set, base: str) -> str:
@@ -478,10 +511,11 @@ def emit_backward(graph: Graph, opset: int = DEFAULT_OPSET, training: bool = Tru
 
     check_opset(opset)
     parameters = {
-        f"{node.name}.{local}": t
+        node.param_name(local): t
         for node in graph.nodes()
         for local, t in {**node.params, **node.buffers}.items()
         if local != "num_batches_tracked"  # torch counts steps; nothing computes with it
+        and local not in node.shared
     }
     emitter = OnnxEmitter(backward_graph(graph, training), {}, opset, parameters)
     with gc_paused():

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from netc.compiler import dims as D
 from netc.compiler import symbolic as S
 from netc.compiler.analysis import Instance, instance_nodes, instance_tree, symbol_source
-from netc.compiler.ir import Graph, Node, TensorType, Value
+from netc.compiler.ir import Graph, Node, TensorType, Value, param_owner
 from netc.compiler.ops import REGISTRY
 from netc.dsl.diagnostics import NetcError
 
@@ -255,6 +255,15 @@ class InPlace:
     other: Code
 
 
+@dataclass(frozen=True)
+class Unpack:
+    """A call whose results nest (`nn.LSTM`'s `out, (h, c)`): `pattern` places the node's
+    result names, `"{}, ({}, {})"`."""
+
+    pattern: str
+    code: Code
+
+
 def exact(value) -> Exact:
     return Exact(value)
 
@@ -309,6 +318,24 @@ def network_class(name: str, namespace: Namespace | None = None) -> str:
     return (namespace or Namespace()).fresh(camel(name))
 
 
+def shared_layer(graph: Graph, node: Node) -> Node | None:
+    """The earlier layer whose module computes `node` with the parameters `node` shares
+    (all of them from it, same op and attributes), else None."""
+    owners = {param_owner(full, local) for local, full in node.shared.items()}
+    if len(owners) != 1 or set(node.shared) != set(node.params) | set(node.buffers):
+        return None
+    (name,) = owners
+    owner = graph.node(name) if name in graph.g else None
+    if owner is None or owner.op != node.op or owner.attrs != node.attrs:
+        return None
+    return owner
+
+
+def _owner_of(node: Node) -> str:
+    local, full = next(iter(node.shared.items()))
+    return param_owner(full, local)
+
+
 def _where(span) -> str:
     """`file.net:12` or `file.net:9-11` for a statement over several lines."""
     if span is None:
@@ -348,6 +375,8 @@ class TorchEmitter:
         self.bindings: list = []
 
     def source(self) -> str:
+        for path, owner in self.graph.shares.items():
+            self._check_share(path, owner)
         root = instance_tree(self.graph)
         self.namespace = Namespace()
         root.cls = network_class(self.graph.name, self.namespace)  # the network's class name comes first
@@ -364,12 +393,30 @@ class TorchEmitter:
         return self._header(body) + body
 
     def _post_order(self, inst: Instance, groups: dict):
-        for item in inst.items:
-            if isinstance(item, Instance):
-                self._post_order(item, groups)
-        for item in inst.items:
-            if isinstance(item, Instance):
-                groups.setdefault(item.block, []).append(item)
+        # an instance that shares another's parameters has no class: it calls the other's module
+        children = [item for item in inst.items if isinstance(item, Instance) and item.path not in self.graph.shares]
+        for item in children:
+            self._post_order(item, groups)
+        for item in children:
+            groups.setdefault(item.block, []).append(item)
+
+    def _check_share(self, path: tuple, owner: tuple):
+        """A sharing call runs the shared instance's module: only right where both were made
+        with the same compile-time arguments."""
+        mine, theirs = self.graph.calls.get(path), self.graph.calls.get(owner)
+        if mine is not None and theirs is not None and mine.args != theirs.args:
+            differ = sorted(k for k in mine.args if mine.args.get(k) != theirs.args.get(k))
+            inside = [n for n in self.graph.nodes() if n.scope[: len(path)] == path]
+            raise NetcError(
+                f"the PyTorch backend runs a sharing block call as `{owner[-1]}`'s module, so both need "
+                f"the same compile-time arguments; `{'`, `'.join(differ)}` differ",
+                inside[0].call_sites[len(path) - 1] if inside else None,
+                code="share",
+            )
+
+    def class_of(self, path: tuple) -> str | None:
+        """The class of the block instance at `path`: a sharing instance's is the shared one's."""
+        return self.cls_of.get(self.graph.shares.get(path, path))
 
     def _globals(self) -> dict:
         """Every file-level constant an expression names: spec name -> (Python name, value)."""
@@ -571,7 +618,18 @@ class _Lowering:
         self.retry: int | None = None
 
     def layer(self, cls: str, *args, **kwargs) -> Code:
-        """Declares the node's submodule `cls(*args, **kwargs)`; returns its attribute."""
+        """Declares the node's submodule `cls(*args, **kwargs)`; returns its attribute. A
+        node that shares an earlier layer's parameters (`share=`) calls that layer instead."""
+        if self.node.shared:
+            owner = self.w.share_owner(self.node)
+            if owner is None:
+                raise NetcError(
+                    f"the PyTorch backend cannot write this {self.node.op} with the parameters of "
+                    f"`{_owner_of(self.node)}`: it would need the functional form of {self.node.op}",
+                    self.node.span,
+                    code="share",
+                )
+            return Code(self.w._attr(owner))
         if any(t.dtype == "float64" for t in self.node.params.values()):
             kwargs["dtype"] = Code("torch.float64")
         self.init_line = self.w.register(self.entry, f"{cls}({_arguments(args, kwargs, init=True)})")
@@ -579,6 +637,28 @@ class _Lowering:
 
     def call(self, function: str, *args, **kwargs) -> Code:
         return Code(function)(*args, **kwargs)
+
+    @property
+    def tied(self) -> bool:
+        """Does the node use parameters stored in a layer it cannot call as its own (a
+        classifier tied to an embedding)? Its lowering then writes the functional form with
+        `param`."""
+        return bool(self.node.shared) and self.w.share_owner(self.node) is None
+
+    def param(self, local: str) -> Code:
+        """The stored parameter the node uses as `local`: `self.wte.weight`."""
+        full = self.node.param_name(local)
+        owner = param_owner(full, local)
+        scope = ".".join(self.node.scope)
+        if scope and not owner.startswith(scope + "."):
+            raise NetcError(
+                f"the PyTorch backend cannot reach `{owner}` from this {self.node.op}: it shares a layer "
+                "of another block instance",
+                self.node.span,
+                code="share",
+            )
+        attr = self.w._attr(owner[len(scope) + 1 :] if scope else owner)
+        return Code(f"{attr}.{local}" if local else attr)
 
     def literal(self, value) -> Code:
         spelled = self.w.spell(self.sid, self.entry, "value", value)
@@ -592,6 +672,9 @@ class _Lowering:
 
     opt = staticmethod(opt)
     exact = staticmethod(exact)
+
+    def unpack(self, pattern: str, code: Code) -> Unpack:
+        return Unpack(pattern, code)
 
     def augment(self, target: Code, op: str, other: Code) -> InPlace:
         index = next((i for i, ref in enumerate(self.entry.inputs) if self.w.env.get(ref) == str(target)), None)
@@ -615,6 +698,39 @@ class _Lowering:
         if isinstance(d, int):
             return str(d)
         return self.w.dim_text(d)
+
+    # -- language 1.1: tensors a node makes itself
+    def learned(self, function: str, *args, times=None, **kwargs) -> Code:
+        """Declares the node's `param` tensor, `nn.Parameter(function(*args) * times)`, as an
+        attribute named by the instance (its state_dict key is the instance path)."""
+        if self.node.shared:  # `share=`: the earlier instance's tensor
+            return Code.of(self.param(""), atom=True)
+        made = f"{function}({_arguments(args, kwargs, init=True)})"
+        if times is not None:
+            factor = _render(times, init=True)
+            made = f"{made} * {factor if _is_primary(factor) else f'({factor})'}"
+        self.init_line = self.w.register_tensor(self.entry, f"nn.Parameter({made})", parameter=True)
+        return Code(self.w.access_tensor(self.entry))
+
+    def tensor(self, function: str, *args, static: bool, **kwargs) -> Code:
+        """A constant tensor `function(*args, **kwargs)`: a buffer made once where its sizes
+        are known (persistent=False: no weight), else made in `forward` on the inputs' device."""
+        if static:
+            made = f"{function}({_arguments(args, kwargs, init=True)})"
+            self.init_line = self.w.register_tensor(self.entry, made, parameter=False)
+            return Code(self.w.access_tensor(self.entry))
+        device = self.device()
+        if device is not None:
+            kwargs["device"] = Code(device)
+        return Code(function)(*args, **kwargs)
+
+    def device(self) -> str | None:
+        """The device of the class's first tensor input, where it has one."""
+        for p in self.w.forward_params:
+            name = self.w.env.get(("in", p))
+            if name and name.isidentifier() and (self.w.c.block is None or p in self.w.c.tensor_params):
+                return f"{name}.device"
+        return None
 
 
 class _Writer:
@@ -847,6 +963,14 @@ class _Writer:
 
     # ------------------------------------------------------------ layers and their attributes
 
+    def share_owner(self, node: Node) -> str | None:
+        """The local name of the earlier layer of this scope whose module computes `node`
+        with the parameters `node` shares (same op and attributes), else None."""
+        owner = shared_layer(self.graph, node)
+        if owner is None or owner.scope != node.scope:
+            return None
+        return owner.name.rsplit(".", 1)[-1]
+
     def _attr(self, local: str) -> str:
         if local.isidentifier() and not keyword.iskeyword(local) and local not in _MODULE_ATTRS:
             if not local.startswith("_"):
@@ -871,6 +995,28 @@ class _Writer:
     def access(self, entry: Entry) -> str:
         if entry.loop is None:
             return self._attr(local_name(next(iter(entry.items.values()))))
+        return f"getattr(self, {self._name_text(entry, False)})"
+
+    def register_tensor(self, entry: Entry, made: str, parameter: bool) -> str:
+        """The `__init__` statement that makes an entry's own tensor: a `param`'s
+        nn.Parameter, or a constant's buffer (not in state_dict)."""
+        if entry.loop is None:
+            local = local_name(next(iter(entry.items.values())))
+            attr = self._attr(local)
+            if parameter and not attr.startswith("self._modules"):
+                return f"{attr} = {made}"
+            name = py(local)
+        else:
+            name = self._name_text(entry, True)
+        if parameter:
+            return f"self.register_parameter({name}, {made})"
+        return f"self.register_buffer({name}, {made}, persistent=False)"
+
+    def access_tensor(self, entry: Entry) -> str:
+        if entry.loop is None:
+            local = local_name(next(iter(entry.items.values())))
+            attr = self._attr(local)
+            return f"getattr(self, {py(local)})" if attr.startswith("self._modules") else attr
         return f"getattr(self, {self._name_text(entry, False)})"
 
     # ------------------------------------------------------------ liveness
@@ -1254,6 +1400,8 @@ class _Writer:
         if entry.kind == "call":
             return [self._attr(local_name(el))]
         op = REGISTRY[el.obj.op]
+        if el.obj.shared:  # it calls, or reads the parameters of, an earlier layer
+            return []
         return [self._attr(local_name(el))] if op.params or op.buffers else []
 
     def _start_join(self, ref, pos: int):
@@ -1342,6 +1490,9 @@ class _Writer:
         first = self._agree(results)
         init_line, (kind, payload) = first
         depth_in, inline = self._consume(entry)
+        pattern = None
+        if kind == "unpack":
+            (pattern, payload), kind = payload, "expr"
         if kind == "expr":
             payload = _unparen(payload, inline)
         elif kind == "inplace":
@@ -1363,7 +1514,9 @@ class _Writer:
             ref = ("v", entry.key, 0)
             self.holder[target] = ref
             self.env[ref] = target
-            self.bindings.append([target, ref, spec_name(el, 0), entry.pos, self.last_use.get(ref, entry.pos), ref])
+            # an operand overwritten in place (`where(m, a + b, c)`) is not the statement's value
+            spec = self._named(entry, ref, spec_name(el, 0))
+            self.bindings.append([target, ref, spec, entry.pos, self.last_use.get(ref, entry.pos), ref])
             self.emit_fwd(f"{target} {op} {other}", span)
             return
         outputs = len(node.outputs)
@@ -1380,6 +1533,7 @@ class _Writer:
             base = spec or f"{node.op}_{i}"
             names.append(self._take(self.forced.get(ref) or self._fresh(base, entry.pos), ref, entry.pos, spec))
         lhs = ", ".join(names) if len(names) > 1 else f"({names[0]},)"
+        lhs = pattern.format(*names) if pattern else lhs
         self.emit_fwd(f"{lhs} = {payload}", span)
 
     def _agree(self, results: dict):
@@ -1404,11 +1558,11 @@ class _Writer:
         results = {}
         for sid, el in entry.items.items():
             self.sid = sid
-            cls = self.e.cls_of.get(el.obj.path)
+            cls = self.e.class_of(el.obj.path)
             info = self.e.info.get(cls)
             if info is None:
                 raise Mismatch([[i] for i in range(len(self.c.instances))])
-            ctor = f"{cls}({self._ctor_args(sid, entry, el, info)})"
+            owner = self.graph.shares.get(el.obj.path)
             args = self.c.graph.instance_args.get(el.obj.path, {})
             by_param = {}
             for ref, value, text in zip(entry.inputs, read_values(el), texts):
@@ -1419,11 +1573,16 @@ class _Writer:
                 if p not in by_param and call is not None and p in call.args:
                     by_param[p] = self._runtime_arg(sid, entry, call, p)
             call_args = ", ".join(by_param.get(p, "None") for p in info.forward_params)
+            if owner is not None:  # calls the shared instance's module again
+                results[sid] = (None, f"{self._attr(owner[-1])}({call_args})", len(info.returns), cls)
+                continue
+            ctor = f"{cls}({self._ctor_args(sid, entry, el, info)})"
             results[sid] = (self.register(entry, ctor), f"{self.access(entry)}({call_args})", len(info.returns), cls)
         init_line, expression, count, cls = self._agree(results)
         depth_in, inline = self._consume(entry)
         expression = _unparen(expression, inline)
-        self.emit_init(init_line)
+        if init_line is not None:
+            self.emit_init(init_line)
         el = next(iter(entry.items.values()))
         span = self._span(entry)
         if self.sequential:
@@ -1589,7 +1748,7 @@ class _Writer:
             else:
                 return False
         return c.returns == [current] and all(
-            len(self.e.info[self.e.cls_of[el.obj.path]].returns) == 1
+            len(self.e.info[self.e.class_of(el.obj.path)].returns) == 1
             for entry in c.all_entries()
             if entry.kind == "call"
             for el in entry.items.values()
@@ -1725,6 +1884,8 @@ def _describe(out, codes):
         return ("inplace", (index, out.op, str(out.other)))
     if isinstance(out, Code) and out.atom:
         return ("atom", str(out))
+    if isinstance(out, Unpack):
+        return ("unpack", (out.pattern, str(out.code)))
     return ("expr", str(out))
 
 

@@ -27,7 +27,7 @@ from netc.compiler.autodiff import backward_graph
 from netc.compiler.ir import Graph, Value
 from netc.compiler.ops import REGISTRY
 
-from .torch import Code, InPlace, Namespace, _fit, exact, opt, py
+from .torch import Code, InPlace, Namespace, Unpack, _fit, exact, opt, py, shared_layer
 
 
 class _Flat:
@@ -43,10 +43,30 @@ class _Flat:
 
     # -- what lowerings call
     def layer(self, cls: str, *args, **kwargs) -> Code:
-        return Code(self._hoist(self.node.name, "get_submodule"))
+        owner = shared_layer(self.graph, self.node) if self.node.shared else None
+        return Code(self._hoist((owner or self.node).name, "get_submodule"))
+
+    @property
+    def tied(self) -> bool:
+        return bool(self.node.shared) and shared_layer(self.graph, self.node) is None
+
+    def param(self, local: str) -> Code:
+        return Code.of(self._hoist(self.node.param_name(local), "get_parameter"), atom=True)
 
     def parameter(self, name: str, buffer: bool = False) -> Code:
         return Code.of(self._hoist(name, "get_buffer" if buffer else "get_parameter"), atom=True)
+
+    def learned(self, function: str, *args, times=None, **kwargs) -> Code:
+        return self.parameter(self.node.param_name(""))
+
+    def tensor(self, function: str, *args, static: bool, **kwargs) -> Code:
+        device = self.device()
+        if device is not None:
+            kwargs["device"] = Code(device)
+        return Code(function)(*args, **kwargs)
+
+    def device(self) -> str | None:
+        return f"{self.env[Value(self.graph.inputs[0])]}.device" if self.graph.inputs else None
 
     def call(self, function: str, *args, **kwargs) -> Code:
         return Code(function)(*args, **kwargs)
@@ -59,6 +79,9 @@ class _Flat:
 
     opt = staticmethod(opt)
     exact = staticmethod(exact)
+
+    def unpack(self, pattern: str, code: Code) -> Unpack:
+        return Unpack(pattern, code)
 
     def augment(self, target: Code, op: str, other: Code) -> InPlace:
         raise AssertionError("a flat function never overwrites in place")
@@ -104,9 +127,10 @@ class _Flat:
             targets = [self.names.fresh(re.sub(r"\W", "_", node.name)) for _ in node.outputs]
             for i, target in enumerate(targets):
                 self.env[Value(node.name, i)] = target
-            self.body.append(
-                f"{', '.join(targets)}{',' if len(targets) == 1 and len(node.outputs) > 1 else ''} = {expression}"
-            )
+            lhs = f"{', '.join(targets)}{',' if len(targets) == 1 and len(node.outputs) > 1 else ''}"
+            if isinstance(expression, Unpack):
+                lhs, expression = expression.pattern.format(*targets), expression.code
+            self.body.append(f"{lhs} = {expression}")
         hoisted = [line for _, line in self.hoisted.values()]
         doc = [
             f'"""Network `{_safe(g.name)}`: its outputs and gradients, with explicit torch ops.',

@@ -319,6 +319,10 @@ class Template:
         """The values an element makes, in the order its class returns them."""
         if el.kind == "node":
             return [Value(el.obj.name, i) for i in range(len(el.obj.outputs))]
+        owner = self.graph.shares.get(el.obj.path)
+        if owner is not None:  # its nodes are named as the shared instance's, under its own path
+            mine, theirs = ".".join(el.obj.path) + ".", ".".join(owner) + "."
+            return [Value(mine + v.node[len(theirs) :], v.index) for v in self.e.returns.get(owner, [])]
         return list(self.e.returns.get(el.obj.path, []))
 
     def _define(self, entries):
@@ -960,7 +964,7 @@ def _candidates(c: Template, ref, axis, samples, concrete):
 
 def _child_sizes(c: Template, entry, el, ref, axis):
     """The child class's expression for the size, in this class's terms."""
-    name = c.e.cls_of.get(el.obj.path)
+    name = c.e.class_of(el.obj.path)
     info = c.e.info.get(name)
     if info is None:
         return

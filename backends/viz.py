@@ -262,7 +262,7 @@ def backward_view(graph: Graph, forward: Graph) -> BackwardView:
             continue
         if node.name.startswith("grad."):
             layer, kind = layer_of(node.name[5:].rpartition(".")[0]), "grad"
-        elif node.op == "param":
+        elif node.op == "parameter":
             layer = node.attrs.get("owner")
             kind = "train" if layer not in graph.g else "grad"  # a rewritten layer's weights stay with it
         else:
@@ -271,7 +271,7 @@ def backward_view(graph: Graph, forward: Graph) -> BackwardView:
             owner[node.name] = (kind, layer)
     sizes: dict[tuple[str, str], int] = {}
     for name, key in owner.items():
-        if graph.node(name).op not in ("constant", "param"):
+        if graph.node(name).op not in ("constant", "parameter"):
             sizes[key] = sizes.get(key, 0) + 1
     g = graph.g.copy()
     instances = dict(graph.instances)
@@ -457,7 +457,7 @@ class _Builder:
         picture, not gradients nor the weights the backward reads."""
         if self.view is None:
             return values
-        return [v for v in values if self.view.side[v.node] == "forward" and self.g.node(v.node).op != "param"]
+        return [v for v in values if self.view.side[v.node] == "forward" and self.g.node(v.node).op != "parameter"]
 
     def _scope_stats(self) -> dict:
         """Per block instance path, over the forward layers inside it at any depth: their
@@ -691,8 +691,8 @@ def _style_kind(node: Node, factor: str | None = None) -> str:
         return "product"
     op = REGISTRY.get(node.op)
     kind = op.kind if op else "structure"
-    if node.op in ("input", "param"):
-        return node.op
+    if node.op in ("input", "parameter"):
+        return "param" if node.op == "parameter" else node.op
     if node.op == "concat":
         return "concat"
     if node.op in ("add", "sub"):

@@ -116,6 +116,7 @@ class CompiledNetwork:
                     "shape": n.outputs[0].to_json(),
                     "parameters": n.parameter_count,
                     **({"shapes": [t.to_json() for t in n.outputs]} if len(n.outputs) > 1 else {}),
+                    **({"shares": dict(n.shared)} if n.shared else {}),  # local name -> the stored parameter
                 }
                 for n in self.layers()
             ],

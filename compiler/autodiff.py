@@ -25,7 +25,7 @@ from dataclasses import replace
 from netc.dsl.diagnostics import NetcError
 
 from .builder import Builder, V, gc_paused
-from .ir import FLOAT_DTYPES, Graph, Node, TensorType, Value
+from .ir import FLOAT_DTYPES, Graph, Node, TensorType, Value, param_owner
 from .ops import REGISTRY, NoGrad
 from .ops.internal import static_count
 
@@ -45,13 +45,15 @@ class Rules:
         return self.b.apply(op, *inputs, **attrs)
 
     def param(self, local: str) -> V:
-        """The node's parameter or buffer `local` as a value (one `param` node per name)."""
-        name = f"{self.node.name}.{local}"
+        """The node's parameter or buffer `local` as a value (one `param` node per name: a
+        shared parameter is its owner's, so the gradients of every use meet there)."""
+        name = self.node.param_name(local)
         if name not in self.graph.g:
             buffer = local not in self.node.params
             t = self.node.buffers[local] if buffer else self.node.params[local]
-            attrs = {"owner": self.node.name, "local": local, "type": t, "buffer": buffer}
-            self.b.make("param", [], attrs, name, span=self.node.span, scope=self.node.scope)
+            owner = param_owner(name, local)
+            attrs = {"owner": owner, "local": local, "type": t, "buffer": buffer}
+            self.b.make("parameter", [], attrs, name, span=self.node.span, scope=self.node.scope)
         return V(self.b, Value(name))
 
     def param_grad(self, local: str, value: V) -> None:
@@ -98,6 +100,7 @@ def training_forward(graph: Graph, training: bool = True) -> tuple[Graph, list[s
         instance_args=dict(graph.instance_args),
         provenance=dict(graph.provenance),
         calls=dict(graph.calls),
+        shares=dict(graph.shares),
     )
     b = Builder(new)
     mapping: dict[Value, Value] = {}
@@ -161,8 +164,9 @@ def _backward_graph(graph: Graph, training: bool) -> Graph:
         outs = [grads.get(Value(node.name, i)) for i in range(len(node.outputs))]
         if all(o is None for o in outs):
             continue
-        if node.op == "param":
-            param_grads[node.name] = outs[0]
+        if node.op == "parameter":
+            name = node.name
+            param_grads[name] = param_grads[name] + outs[0] if name in param_grads else outs[0]
             continue
         if node.op == "input":
             continue
@@ -188,13 +192,13 @@ def _backward_graph(graph: Graph, training: bool) -> Graph:
                 gx = d.apply("sum_to", gx, V(b, x))
             add(x, gx)
         for local, gw in d.param_grads.items():
-            name = f"{node.name}.{local}"
+            name = node.param_name(local)  # a shared parameter sums the gradients of every use
             param_grads[name] = param_grads[name] + gw if name in param_grads else gw
     g.inputs += seeds
     g.outputs += next_outputs
     for node in graph.nodes():  # the parameters in state_dict order
-        for local in node.params:
-            name = f"{node.name}.{local}"
+        for local in node.own_params:
+            name = node.param_name(local)
             if name in param_grads:
                 g.outputs.append((f"grad.{name}", param_grads[name].value))
     for name in graph.inputs:
@@ -218,6 +222,7 @@ def attach_loss(graph: Graph, loss: str = "cross_entropy") -> Graph:
         dict(graph.instance_args),
         dict(graph.provenance),  # how the spec wrote each node, for backends that write code
         dict(graph.calls),
+        shares=dict(graph.shares),
     )
     b = Builder(new)
     b.prefix, b.scope = "loss.", ()  # the network's own nodes, named apart from later passes' ones
@@ -258,7 +263,7 @@ def _needs_grad(g: Graph) -> set[str]:
     with parameters) to an output."""
     depends: set[str] = set()
     for node in g.nodes():
-        leaf = (node.op in ("input", "param") and node.outputs[0].dtype in FLOAT_DTYPES) or bool(node.params)
+        leaf = (node.op in ("input", "parameter") and node.outputs[0].dtype in FLOAT_DTYPES) or bool(node.params)
         if leaf or any(v.node in depends for v in node.inputs):
             depends.add(node.name)
     reach: set[str] = set()

@@ -401,6 +401,7 @@ _RICH_ROWS = 1000  # rich draws about a millisecond a row; larger tables print a
 
 
 def _print_summary(compiled) -> None:
+    from .ir import param_owner
     from .printer import type_text
 
     g = compiled.graph
@@ -408,7 +409,9 @@ def _print_summary(compiled) -> None:
     for node in compiled.layers():
         count = node.parameter_count
         shapes = ", ".join(type_text(t) for t in node.outputs)
-        rows.append((node.name, node.op, shapes, f"{count:,}" if count else ""))
+        owners = sorted({param_owner(full, local) for local, full in node.shared.items()})
+        params = f"{count:,}" if count else ("shares " + ", ".join(owners) if owners else "")
+        rows.append((node.name, node.op, shapes, params))
     outputs = ", ".join(f"{name} {type_text(g.type_of(v))}" for name, v in g.outputs)
     total = ("Total", f"{len(compiled.layers())} layers", outputs, f"{compiled.parameters:,}")
     header = ("Layer", "Op", "Output shape", "Params")

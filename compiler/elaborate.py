@@ -30,9 +30,9 @@ from .ir import DTYPES, FLOAT_DTYPES, Graph, Node, TensorType, Value
 from .limits import FREE_STEPS, MAX_RANK, STEPS_PER_NODE, Limits
 from .loader import Program
 from .ops import CALLABLE, REGISTRY, ArgError, OpDef, ShapeError
-from .ops.registry import REQUIRED, describe, is_int, short
-from .ops.structure import split_count
-from .symbolic import FrameTrace, Tracer
+from .ops.registry import REQUIRED, axes_arg, describe, dims_arg, is_int, short
+from .ops.structure import FULL_SLICE, split_count
+from .symbolic import FrameTrace, Lit, Op, Tracer
 from .values import POISON, Multi, Tensor, is_poison
 
 DEFAULT_MAX_NODES = Limits.max_nodes
@@ -48,6 +48,25 @@ _SYMBOLS = {
     "add": "+", "sub": "-", "mul": "*", "div": "/", "floordiv": "//", "mod": "%", "matmul": "@",
     "pow": "**", "eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">=",
 }  # fmt: skip
+
+
+# Compile-time functions (LANGUAGE.md 1.1), and what to use on a tensor instead.
+COMPILE_TIME_FUNCTIONS = ("min", "max", "round", "int", "len")
+_TENSOR_FIX = {
+    "min": "on tensors use `clamp(x, max=...)`, or `where(a < b, a, b)` for two tensors",
+    "max": "on tensors use `clamp(x, min=...)`, or `where(a > b, a, b)` for two tensors",
+    "round": "a tensor's values are known only at run time",
+    "int": 'on a tensor use `cast(x, "int64")`',
+    "len": "a tensor's size on an axis is `x.shape[0]`",
+}
+# Operators PyTorch users reach for under another name.
+PYTORCH_NAMES = {
+    "transpose": "netc has no `transpose`: reorder axes with `permute(x, (0, 2, 1))`, the order as one tuple",
+    "view": "use `reshape(x, (N, -1))`, the shape as one tuple",
+    "cat": "use `concat(a, b, axis=1)`",
+    "unsqueeze": "use `reshape` with the new axis of size 1: `reshape(x, (N, 1, C))`",
+    "squeeze": "use `reshape` without the axis of size 1, or index it: `x[:, 0]`",
+}
 
 
 class FatalError(NetcError):
@@ -67,6 +86,9 @@ class Frame:
     expansions: tuple[tuple[str, Span], ...] = ()  # (block, call span), outermost first
     counters: dict = field(default_factory=dict)
     taken: dict = field(default_factory=dict)  # local instance name -> span
+    # In an instance made by a block call with `share=`: (its path, the shared instance's
+    # path, the `share` key's span); nested instances inherit it
+    sharing: tuple | None = None
     trace: FrameTrace = field(default_factory=FrameTrace)  # how its compile-time values were written
 
     def notes(self) -> tuple[str, ...]:
@@ -102,7 +124,7 @@ class Elaborator:
         self._block_costs: dict[str, tuple[int, int]] = {}
         self._sizes: dict[int, tuple] = {}  # id(tuple) -> (it, its item count, nested ones included)
         self._suggestions: dict[tuple, tuple] = {}  # (undefined name, frame, names in it) -> notes
-        self.trace = Tracer(self._consts)  # keeps how compile-time values were written (symbolic.py)
+        self.trace = Tracer(self._consts, frozenset(program.blocks))  # how compile-time values were written
 
     # ------------------------------------------------------------ entry
 
@@ -235,7 +257,7 @@ class Elaborator:
         dtype = inp.dtype or "float32"
         if dtype not in DTYPES:
             self._record(
-                NetcError(f"unknown dtype `{dtype}`; expected float32, float64 or int64", inp.dtype_span),
+                NetcError(f"unknown dtype `{dtype}`; expected float32, float64, int64 or bool", inp.dtype_span),
                 frame,
             )
             dtype = "float32"
@@ -396,6 +418,16 @@ class Elaborator:
         value = self._eval(expr, frame)
         if value is POISON or isinstance(value, bool):
             return value
+        if isinstance(value, Tensor):
+            raise NetcError(
+                f"a condition must be known at compile time, but this is {describe(value)}, known only at run time",
+                expr.span,
+                notes=(
+                    "to choose per element, use `where(cond, a, b)` (or `relu`, `clamp`); "
+                    "`if` and `assert` decide once, at compile time",
+                ),
+                code="type",
+            )
         raise NetcError(f"a condition must be true or false, got {describe(value)}", expr.span, code="type")
 
     def _repeat(self, stmt: S.Repeat, frame: Frame):
@@ -414,6 +446,9 @@ class Elaborator:
             raise NetcError(
                 f"a repeat count must be a non-negative integer, got {describe(count)}",
                 stmt.count.span,
+                notes=("a tensor is known only at run time; a repeat count is unrolled at compile time",)
+                if isinstance(count, Tensor)
+                else (),
                 code="type",
             )
         steps, nodes = self._cost(stmt.body, self._scope_names(frame))
@@ -531,7 +566,9 @@ class Elaborator:
             elif isinstance(e, S.Attribute):
                 pending.append(e.value)
             elif isinstance(e, S.Index):
-                pending += [e.value, e.index]
+                pending += [e.value, *e.items]
+            elif isinstance(e, S.Slice):
+                pending += [b for b in (e.start, e.stop, e.step) if b is not None]
         return steps, nodes
 
     def _block_cost(self, name: str) -> tuple[int, int]:
@@ -679,15 +716,21 @@ class Elaborator:
 
     def _index(self, expr: S.Index, frame: Frame):
         base = self._eval(expr.value, frame)
-        index = self._eval(expr.index, frame)
-        if is_poison(base, index):
+        if base is POISON:
             return POISON
+        _one_value(base, _at_call(expr.value))
         if isinstance(base, Tensor):
+            return self._tensor_index(expr, base, frame)
+        if expr.index is None:
+            bad = next((i for i in expr.items if isinstance(i, (S.Slice, S.EllipsisLit))), expr.items[-1])
             raise NetcError(
-                "a tensor cannot be indexed; use `split`, or `.shape[i]` for its size",
-                expr.span,
+                f"only a tensor takes slices, `...` or several indices; {describe(base)} takes one integer index",
+                bad.span,
                 code="type",
             )
+        index = self._eval(expr.index, frame)
+        if index is POISON:
+            return POISON
         if not isinstance(base, tuple):
             raise NetcError(f"only a tuple can be indexed, got {describe(base)}", expr.value.span, code="type")
         if not is_int(index):
@@ -700,11 +743,97 @@ class Elaborator:
             )
         return base[index]
 
+    def _tensor_index(self, expr: S.Index, base: Tensor, frame: Frame):
+        """`x[:, 0]`, `x[..., 1:3]`: NumPy basic indexing, normalized to one entry per axis."""
+        rank = base.type.rank
+        ellipses = [item for item in expr.items if isinstance(item, S.EllipsisLit)]
+        if len(ellipses) > 1:
+            raise NetcError("an index may hold `...` only once", ellipses[1].span, code="type")
+        explicit = len(expr.items) - len(ellipses)
+        if explicit > rank:
+            extra = [item for item in expr.items if not isinstance(item, S.EllipsisLit)][rank]
+            raise NetcError(
+                f"too many indices: {explicit} for a tensor of rank {rank} ({base.type})",
+                extra.span,
+                code="shape",
+            )
+        entries, spans, written = [], {}, []  # written: how the spec wrote each entry (symbolic.py)
+        full = Op("tuple", (Lit(None),) * 3)
+        for item in expr.items:
+            if isinstance(item, S.EllipsisLit):
+                for _ in range(rank - explicit):
+                    spans[f"axis{len(entries)}"] = item.span
+                    entries.append(FULL_SLICE)
+                    written.append(full)
+                continue
+            spans[f"axis{len(entries)}"] = item.span
+            if isinstance(item, S.Slice):
+                parts = (item.start, item.stop, item.step)
+                bounds = [None if b is None else self._index_bound(b, frame) for b in parts]
+                if POISON in bounds:
+                    return POISON
+                step = bounds[2]
+                if step is not None and (not is_int(step) or step < 1):
+                    raise NetcError(
+                        f"a slice step must be a positive integer (as in torch), got {describe(step)}",
+                        item.step.span,
+                        code="type",
+                    )
+                bounds[2] = None if step == 1 else step
+                entries.append(tuple(bounds))
+                written.append(Op("tuple", tuple(self._written(b, v, frame) for b, v in zip(parts, bounds))))
+            else:
+                value = self._index_bound(item, frame)
+                if value is POISON:
+                    return POISON
+                entries.append(value)
+                written.append(self._written(item, value, frame))
+        entries += [FULL_SLICE] * (rank - len(entries))
+        written += [full] * (rank - len(written))
+        return self._node(
+            REGISTRY["getitem"],
+            [base],
+            {"index": tuple(entries)},
+            frame,
+            expr.span,
+            "getitem",
+            arg_spans=spans,
+            exprs={"index": Op("tuple", tuple(written))},
+        )
+
+    def _written(self, expr, value, frame: Frame):
+        """How the spec wrote an index entry, for backends that write code in its terms."""
+        if expr is None or value is None:
+            return Lit(None)
+        return self.trace.expr(frame, expr) or Lit(value)
+
+    def _index_bound(self, expr, frame: Frame):
+        """An index or slice bound: a compile-time int or dimension."""
+        value = self._eval(expr, frame)
+        if value is POISON or D.is_dim(value):
+            return value
+        if isinstance(value, Tensor):
+            raise NetcError(
+                "a tensor cannot index a tensor: index with compile-time integers, "
+                "or pick entries with `index_select(x, ids, axis=...)`",
+                expr.span,
+                code="type",
+            )
+        raise NetcError(
+            f"an index must be an integer or a dimension, got {describe(value)}", _at_call(expr), code="type"
+        )
+
     def _unary(self, expr: S.Unary, frame: Frame):
         value = self._eval(expr.operand, frame)
         if value is POISON:
             return POISON
         if expr.op == "not":
+            if isinstance(value, Tensor):
+                raise NetcError(
+                    "`not` works on compile-time values only; on a bool tensor use `logical_not(x)`",
+                    expr.span,
+                    code="type",
+                )
             if not isinstance(value, bool):
                 raise NetcError(
                     f"`not` needs true or false, got {describe(value)}",
@@ -729,11 +858,23 @@ class Elaborator:
         if op in ("and", "or"):
             if left is POISON:
                 return POISON
+            if isinstance(left, Tensor):
+                raise NetcError(
+                    f"`{op}` works on compile-time values only; on bool tensors use `logical_{op}(a, b)`",
+                    expr.span,
+                    code="type",
+                )
             if not isinstance(left, bool):
                 raise NetcError(f"`{op}` needs true or false, got {describe(left)}", expr.left.span, code="type")
             if (op == "and" and not left) or (op == "or" and left):
                 return left
             right = self._eval(expr.right, frame)
+            if isinstance(right, Tensor):
+                raise NetcError(
+                    f"`{op}` works on compile-time values only; on bool tensors use `logical_{op}(a, b)`",
+                    expr.span,
+                    code="type",
+                )
             if right is not POISON and not isinstance(right, bool):
                 raise NetcError(
                     f"`{op}` needs true or false, got {describe(right)}",
@@ -760,7 +901,7 @@ class Elaborator:
 
     def _tensor_binary(self, expr: S.Binary, left, right, frame: Frame):
         op = expr.op
-        if op in ("eq", "ne", "lt", "le", "gt", "ge", "floordiv", "mod"):
+        if op in ("floordiv", "mod"):
             raise NetcError(
                 f"`{_SYMBOLS[op]}` works on compile-time values only, not on tensors",
                 expr.span,
@@ -794,7 +935,7 @@ class Elaborator:
         for side, sub in ((left, expr.left), (right, expr.right)):
             operands.append(side if isinstance(side, Tensor) else self._scalar(side, tensor, sub, frame))
         try:
-            return self._node(REGISTRY[_OPERATOR_NODES[op]], operands, {}, frame, expr.span, op)
+            return self._node(REGISTRY[_OPERATOR_NODES.get(op, op)], operands, {}, frame, expr.span, op)
         except NetcError as exc:
             if op in ("add", "sub") and isinstance(left, Tensor) and isinstance(right, Tensor):
                 hint = _projection_hint(expr, left.type.shape, right.type.shape)
@@ -811,46 +952,69 @@ class Elaborator:
                 expr.span,
                 code="type",
             )
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        dtype = tensor.type.dtype
+        if dtype == "bool":
+            if not isinstance(value, bool):
+                raise NetcError(
+                    f"the other operand is a bool tensor, so this side must be true or false, got {describe(value)}",
+                    expr.span,
+                    code="type",
+                )
+        elif isinstance(value, bool) or not isinstance(value, (int, float)):
             raise NetcError(
                 f"a tensor operator needs a tensor or a number, got {describe(value)}",
                 expr.span,
                 code="type",
             )
-        dtype = tensor.type.dtype
-        if isinstance(value, float) and dtype not in FLOAT_DTYPES:
+        elif isinstance(value, float) and dtype not in FLOAT_DTYPES:
             raise NetcError(
                 f"the float {value!r} cannot take the dtype {dtype} of the other operand",
                 expr.span,
                 code="dtype",
             )
-        value = float(value) if dtype in FLOAT_DTYPES else int(value)
+        value = float(value) if dtype in FLOAT_DTYPES else value if dtype == "bool" else int(value)
         attrs, exprs = {"value": value, "dtype": dtype}, {"value": self.trace.expr(frame, expr)}
         return self._node(REGISTRY["constant"], [], attrs, frame, expr.span, "constant", exprs=exprs)
 
     # ------------------------------------------------------------ calls
 
     def _call(self, expr: S.Call, frame: Frame):
-        if expr.func in CALLABLE:
-            kind = "op"
-        elif expr.func in self.program.blocks:
+        # A block may take the name of a built-in (LANGUAGE.md 1.1): in its file and the
+        # files importing it, the name means the block.
+        if expr.func in self.program.blocks:
             kind = "block"
+        elif expr.func in COMPILE_TIME_FUNCTIONS:
+            return self._compile_time_call(expr, frame)
+        elif expr.func in CALLABLE:
+            kind = "op"
         else:
-            candidates = list(CALLABLE) + list(self.program.blocks)
+            candidates = list(CALLABLE) + list(self.program.blocks) + list(COMPILE_TIME_FUNCTIONS)
             self._tick(len(candidates), expr.func_span)
+            notes = (PYTORCH_NAMES[expr.func],) if expr.func in PYTORCH_NAMES else _suggest(expr.func, candidates)
             raise NetcError(
                 f"unknown operator or block `{expr.func}`",
                 expr.func_span,
-                notes=_suggest(expr.func, candidates),
+                notes=notes,
                 code="name",
             )
         positional = [self._eval(a, frame) for a in expr.args]
         keywords = {}
         instance_name, name_span = None, None
+        share = None  # (the instance name, the `share` key's span)
         for kw in expr.keywords:
-            if kw.key in keywords or (kw.key == "name" and instance_name is not None):
+            given = (kw.key == "name" and instance_name is not None) or (kw.key == "share" and share is not None)
+            if kw.key in keywords or given:
                 raise NetcError(f"argument `{kw.key}` is given twice", kw.key_span, code="argument")
             value = self._eval(kw.value, frame)
+            if kw.key == "share" and not (kind == "block" and self._has_param(expr.func, "share")):
+                if value is not POISON and (not isinstance(value, str) or not value.isidentifier()):
+                    raise NetcError(
+                        f"`share` must name an earlier instance (an identifier string), got {describe(value)}",
+                        kw.key_span,
+                        code="argument",
+                    )
+                share = (value, kw.key_span)
+                continue
             if kw.key == "name":
                 if value is not POISON and (not isinstance(value, str) or not value.isidentifier()):
                     raise NetcError(
@@ -861,14 +1025,18 @@ class Elaborator:
                 instance_name, name_span = value, kw.key_span
                 continue
             keywords[kw.key] = (value, kw)
-        if is_poison(instance_name, *positional, *(v for v, _ in keywords.values())):
+        if is_poison(instance_name, share and share[0], *positional, *(v for v, _ in keywords.values())):
             return POISON
         for value, arg in zip(positional, expr.args):
             _one_value(value, _at_call(arg))
         for value, kw in keywords.values():
             _one_value(value, kw.key_span)
+        if share and share[0] == instance_name:
+            raise NetcError(f"`share`: `{instance_name}` is this call itself", share[1], code="share")
         if kind == "op":
-            return self._op_call(CALLABLE[expr.func], expr, positional, keywords, instance_name, name_span, frame)
+            return self._op_call(
+                CALLABLE[expr.func], expr, positional, keywords, instance_name, name_span, frame, share=share
+            )
         return self._block_call(
             self.program.blocks[expr.func],
             expr,
@@ -877,9 +1045,62 @@ class Elaborator:
             instance_name,
             name_span,
             frame,
+            share=share,
         )
 
-    def _op_call(self, op: OpDef, expr: S.Call, positional, keywords, instance_name, name_span, frame):
+    def _compile_time_call(self, expr: S.Call, frame: Frame):
+        """`min`, `max`, `round`, `int`, `len`: Python's, on compile-time values only."""
+        func = expr.func
+        if expr.keywords:
+            kw = expr.keywords[0]
+            raise NetcError(f"`{func}` takes no keyword arguments", kw.key_span, code="argument")
+        values = [self._eval(a, frame) for a in expr.args]
+        if is_poison(*values):
+            return POISON
+        for value, arg in zip(values, expr.args):
+            _one_value(value, _at_call(arg))
+        items, spans = values, [a.span for a in expr.args]
+        if func in ("min", "max"):
+            if len(values) == 1 and isinstance(values[0], tuple):  # min((1, 2)), as Python
+                items, spans = list(values[0]), spans * len(values[0])
+            if not items or (len(values) < 2 and not isinstance(values[0], tuple)):
+                raise NetcError(
+                    f"`{func}` needs two or more numbers, or one tuple of them", expr.func_span, code="argument"
+                )
+        elif len(values) != 1:
+            raise NetcError(
+                f"`{func}` takes one argument, got {len(values)}",
+                expr.args[1].span if len(values) > 1 else expr.func_span,
+                code="argument",
+            )
+        for value, span in zip(items, spans):
+            if isinstance(value, Tensor):
+                raise NetcError(
+                    f"`{func}` works on compile-time values, not on tensors",
+                    span,
+                    notes=(_TENSOR_FIX[func],),
+                    code="type",
+                )
+            if isinstance(value, Dim):
+                raise NetcError(
+                    f"`{func}` needs a compile-time value, but {describe(value)} is only known at run time",
+                    span,
+                    code="type",
+                )
+            wrong = not _number(value) if func != "len" else not isinstance(value, (tuple, str))
+            if wrong:
+                want = "a tuple or a string" if func == "len" else "numbers"
+                raise NetcError(f"`{func}` needs {want}, got {describe(value)}", span, code="type")
+        self._tick(sum(self._size(v) for v in items), expr.span)
+        if func == "len":
+            return len(items[0])
+        if func == "round":
+            return _checked_int(round(items[0]), expr.span)
+        if func == "int":
+            return _checked_int(int(items[0]), expr.span)
+        return (min if func == "min" else max)(items)
+
+    def _op_call(self, op: OpDef, expr: S.Call, positional, keywords, instance_name, name_span, frame, share=None):
         bound: dict = {}
         spans: dict = {}
         args = op.args
@@ -889,24 +1110,18 @@ class Elaborator:
             if not positional:
                 raise NetcError(f"{op.name} needs at least one tensor", expr.func_span, code="argument")
         else:
-            if len(positional) > len(args):
-                extra = expr.args[len(args)]
-                raise NetcError(
-                    f"{op.name} takes at most {len(args)} positional argument{'s' * (len(args) != 1)}, got {len(positional)}",
-                    extra.span,
-                    code="argument",
-                )
+            room = next((i for i, a in enumerate(args) if a.keyword_only), len(args))
+            if len(positional) > room:
+                raise _too_many(op, expr, positional, room)
             for arg, value, sub in zip(args, positional, expr.args):
                 bound[arg.name], spans[arg.name] = value, sub.span
         names = {a.name: a for a in args}
         for key, (value, kw) in keywords.items():
             if key not in names or names[key].variadic:
-                raise NetcError(
-                    f"{op.name} has no argument `{key}`",
-                    kw.key_span,
-                    notes=_suggest(key, [a.name for a in args if not a.variadic] + ["name"], "arguments"),
-                    code="argument",
-                )
+                notes = _suggest(key, [a.name for a in args if not a.variadic] + ["name"], "arguments")
+                if key == "dim":
+                    notes = ("PyTorch's `dim` is `axis` (one axis) or `axes` (several) in netc",) + notes
+                raise NetcError(f"{op.name} has no argument `{key}`", kw.key_span, notes=notes, code="argument")
             if key in bound:
                 raise NetcError(f"argument `{key}` of {op.name} is given twice", kw.key_span, code="argument")
             bound[key], spans[key] = value, kw.key_span
@@ -923,6 +1138,12 @@ class Elaborator:
                 attrs[arg.name] = arg.default if arg.default is None else arg.check(arg.default)
                 continue
             value = bound[arg.name]
+            if arg.scalar and _number(value):  # `where(m, x, 0.0)`: the number takes the other side's dtype
+                others = (bound.get(a.name) for a in args if a.scalar and isinstance(bound.get(a.name), Tensor))
+                other = next(others, None)
+                if other is not None:
+                    source = keywords[arg.name][1].value if arg.name in keywords else expr.args[args.index(arg)]
+                    value = self._scalar(value, other, source, frame)
             if arg.tensor:
                 items = value if arg.variadic else [value]
                 item_spans = spans[arg.name] if arg.variadic else [spans[arg.name]]
@@ -942,9 +1163,12 @@ class Elaborator:
                 raise NetcError(f"{op.name}: `{arg.name}` {exc}", spans[arg.name], code="argument")
         exprs = self.trace.op_exprs(frame, expr, op.args)
         self._check_results(op, tensors, attrs, expr.func_span)
+        # A shape rule blames an argument at its span, but a wrong tensor passed
+        # positionally is a wrong input: at the call (LANGUAGE.md's Errors).
+        blamed = {k: v for k, v in spans.items() if k in keywords or not names[k].tensor}
         try:
             result = self._node(
-                op, tensors, attrs, frame, expr.func_span, op.name, instance_name, name_span, spans, exprs
+                op, tensors, attrs, frame, expr.func_span, op.name, instance_name, name_span, blamed, exprs, share
             )
         except D.DimTooLarge as exc:
             raise _located_at(exc, expr.func_span) from None
@@ -995,7 +1219,8 @@ class Elaborator:
         return local
 
     def _node(self, op: OpDef, tensors, attrs, frame: Frame, span: Span, func: str,
-              instance_name=None, name_span=None, arg_spans=None, exprs=None):  # fmt: skip
+              instance_name=None, name_span=None, arg_spans=None, exprs=None, share=None):  # fmt: skip
+        owner = self._share_owner(frame, share, None) if share else None
         local = self._local_name(frame, func, instance_name, name_span, span)
         self._check_room(span)
         try:
@@ -1018,9 +1243,123 @@ class Elaborator:
             if any(isinstance(d, int) and d >= INT_LIMIT for d in t.shape):
                 self.graph.g.remove_node(node.name)
                 raise NetcError(f"{op.name} makes a dimension too large: {D.shape_text(t.shape)}", span, code="shape")
+        if share or frame.sharing:
+            try:
+                node = self._share_params(node, frame, share, owner)
+            except NetcError:
+                self.graph.g.remove_node(node.name)
+                raise
         self.graph.provenance[node.name] = self.trace.provenance(frame, exprs)
         results = tuple(Tensor(Value(node.name, i), t) for i, t in enumerate(node.outputs))
         return results[0] if op.n_outputs == 1 else Multi(results)
+
+    def _share_owner(self, frame: Frame, share, block: str | None):
+        """The node name (an op call) or instance path (a block call) that `share=` names:
+        an earlier instance of the same scope, of the same kind. None where that instance
+        failed (its error is reported already)."""
+        target, span = share
+        if target not in frame.taken:
+            later = target in self._named_in(frame, span)
+            raise NetcError(
+                f"`share`: `{target}` is made later; `share` names an earlier instance"
+                if later
+                else f"`share`: no earlier instance named `{target}` in this scope",
+                span,
+                notes=("`share` names an instance made before this call in the same block (or network) body",),
+                code="share",
+            )
+        path = frame.path + (target,)
+        kind = self.graph.instances.get(path)
+        name = ".".join(path)
+        if block is None and kind is not None:
+            raise NetcError(
+                f"`share`: `{target}` is an instance of block `{kind}`; an operator call shares a layer",
+                span,
+                code="share",
+            )
+        if block is not None and kind is None and name in self.graph.g:
+            raise NetcError(
+                f"`share`: `{target}` is a {self.graph.node(name).op} layer, not an instance of block `{block}`",
+                span,
+                code="share",
+            )
+        if block is not None and kind is not None and kind != block:
+            raise NetcError(
+                f"`share`: `{target}` is an instance of block `{kind}`, not of `{block}`",
+                span,
+                code="share",
+            )
+        if block is not None:
+            return path if kind is not None else None
+        return name if name in self.graph.g else None
+
+    def _has_param(self, block: str, name: str) -> bool:
+        """A block of version 1.0 may have a parameter named as a 1.1 keyword (`share`):
+        its calls still pass that argument."""
+        return any(p.name == name for p in self.program.blocks[block].params)
+
+    def _named_in(self, frame: Frame, span: Span) -> set:
+        """The `name="..."` strings the calls of the body running in `frame` write."""
+        body = self.program.blocks[frame.expansions[-1][0]].body if frame.expansions else self._net.body
+        key = ("named", id(body))
+        known = self._costs.get(key)
+        if known is None or known[0] is not body:
+            names, pending = set(), []
+            for stmt in _walk(body):
+                pending += [getattr(stmt, a) for a in ("value", "count", "cond") if hasattr(stmt, a)]
+                pending += list(getattr(stmt, "values", ()))
+                pending += [cond for cond, _ in getattr(stmt, "branches", ())]
+            while pending:
+                e = pending.pop()
+                self._tick(1, span)
+                if isinstance(e, S.Call):
+                    names.update(
+                        kw.value.value for kw in e.keywords if kw.key == "name" and isinstance(kw.value, S.Literal)
+                    )
+                    pending += list(e.args) + [kw.value for kw in e.keywords]
+                elif isinstance(e, S.Binary):
+                    pending += [e.left, e.right]
+                elif isinstance(e, S.Unary):
+                    pending.append(e.operand)
+                elif isinstance(e, S.TupleLit):
+                    pending += list(e.items)
+                elif isinstance(e, (S.Attribute, S.Index)):
+                    pending.append(e.value)
+            known = self._costs[key] = (body, names)
+        return known[1]
+
+    def _share_params(self, node: Node, frame: Frame, share, owner) -> Node:
+        """`node` with its parameters and buffers taken from the instance it shares (its own
+        `share=`, or the block instance around it that shares another)."""
+        if share:
+            span, rel, target = share[1], None, share[0]
+            if not node.params and not node.buffers:
+                raise NetcError(f"`share`: {node.op} has no parameters to share", span, code="share")
+        else:
+            sharer, owner_path, span = frame.sharing
+            rel = node.name[len(".".join(sharer)) + 1 :]
+            owner, target = ".".join(owner_path + (rel,)), ".".join(owner_path[-1:])
+        if owner is None:
+            return node
+        if not node.params and not node.buffers:
+            return node
+        found = self.graph.node(owner) if owner in self.graph.g else None
+        shared = {}
+        for local, t in (*node.params.items(), *node.buffers.items()):
+            what = ".".join(part for part in (rel, local) if part)  # a `param`'s one tensor is named ""
+            theirs = None if found is None else found.params.get(local, found.buffers.get(local))
+            if theirs != t:
+                label = f"`{what}`" if what else "tensor"
+                has = f"its {label} is {theirs}" if theirs is not None else f"it has no {label}"
+                raise NetcError(
+                    f"`share`: this call needs the parameter {label} {t}, but `{target}` cannot give it: {has}",
+                    span,
+                    code="share",
+                )
+            shared[local] = found.param_name(local)
+        node = replace(node, shared=shared)
+        self.graph.g.nodes[node.name]["node"] = node
+        return node
 
     def _check_room(self, span: Span | None):
         if self._nodes_used() >= self.limits.max_nodes:
@@ -1034,7 +1373,9 @@ class Elaborator:
         self._check_room(node.span)
         return self.graph.add(node)
 
-    def _block_call(self, block: S.Block, expr: S.Call, positional, keywords, instance_name, name_span, frame):
+    def _block_call(
+        self, block: S.Block, expr: S.Call, positional, keywords, instance_name, name_span, frame, share=None
+    ):
         if block.name in self.stack:
             cycle = " -> ".join(self.stack[self.stack.index(block.name) :] + [block.name])
             raise NetcError(f"block `{block.name}` recurs: {cycle}", expr.func_span, code="recursion")
@@ -1078,10 +1419,14 @@ class Elaborator:
                     code="argument",
                 )
             bound[p.name] = self._eval(p.default, self._const_frame())
+        owner = self._share_owner(frame, share, block.name) if share else None
         local = self._local_name(frame, block.name, instance_name, name_span, expr.func_span)
         if block.name in self._bad_blocks:
             return POISON
         inner = Frame(frame.path + (local,), bound, frame.expansions + ((block.name, expr.func_span),))
+        inner.sharing = (inner.path, owner, share[1]) if owner else frame.sharing
+        if owner:
+            self.graph.shares[inner.path] = owner
         self.graph.instances[inner.path] = block.name
         self.graph.instance_args[inner.path] = {
             v.value: name for name, v in reversed(bound.items()) if isinstance(v, Tensor)
@@ -1254,6 +1599,26 @@ def _suggest(name: str, candidates, what: str = "") -> tuple[str, ...]:
 def _at_call(expr) -> Span:
     """Where a call's result is at fault: its name (LANGUAGE.md: "at the call")."""
     return expr.func_span if isinstance(expr, S.Call) else expr.span
+
+
+def _too_many(op: OpDef, expr: S.Call, positional, room: int) -> NetcError:
+    """More positional arguments than `op` takes: say so at the first extra one, with what a
+    PyTorch habit would have meant (`permute(0, 2, 1)`, `batchnorm(64)`)."""
+    message = op.too_many or (
+        f"{op.name} takes at most {room} positional argument{'s' * (room != 1)}, got {len(positional)}"
+    )
+    notes = []
+    keyword_only = [a.name for a in op.args if a.keyword_only]
+    if keyword_only:
+        names = ", ".join(f"`{n}`" for n in keyword_only)
+        verb = "is" if len(keyword_only) == 1 else "are"
+        notes.append(f"{names} {verb} keyword-only: write `{keyword_only[0]}=...`")
+    last = op.args[room - 1] if room else None
+    rest = positional[room - 1 :]
+    if last is not None and last.check in (axes_arg, dims_arg) and all(D.is_dim(v) for v in rest):
+        what = "the shape, one size per axis" if last.check is dims_arg else "the order of the axes"
+        notes.append(f"pass the axes as one tuple ({what}): `{op.name}(({', '.join(short(v) for v in rest)}))`")
+    return NetcError(message, expr.args[room].span, notes=tuple(notes), code="argument")
 
 
 def _one_value(value, span: Span):

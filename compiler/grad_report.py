@@ -18,7 +18,7 @@ def grad_report(graph: Graph) -> tuple[dict, Graph]:
     g = backward_graph(graph)
     nodes = g.nodes()
     backward = [n for n in nodes if n.name.startswith("grad.") and n.op != "input"]
-    forward = [n for n in nodes if not n.name.startswith("grad.") and n.op not in ("input", "param")]
+    forward = [n for n in nodes if not n.name.startswith("grad.") and n.op not in ("input", "parameter")]
     products: dict[str, dict] = {}
     for name, factor in g.factors.items():
         op = next(n.op for n in graph.nodes() if name.startswith(f"grad.{n.name}."))

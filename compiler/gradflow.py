@@ -153,6 +153,8 @@ def random_inputs(graph: Graph, sizes: dict[str, int], seed: int = 0) -> dict[st
         shape = shape_of(t, sizes)
         if t.dtype in FLOAT_DTYPES:
             out[name] = rng.standard_normal(shape).astype(t.dtype)
+        elif t.dtype == "bool":
+            out[name] = rng.integers(0, 2, shape).astype(bool)
         else:
             out[name] = rng.integers(0, high.get(name, 2), shape, dtype=np.int64)
     return out
@@ -170,14 +172,19 @@ def loss_seeds(graph: Graph, sizes: dict[str, int]) -> dict[str, object]:
 
 
 def dropout_masks(graph: Graph, sizes: dict[str, int]) -> dict[str, object]:
-    """`<node>.mask` of every dropout: all ones (keep every element)."""
+    """`<node>.mask` of every dropout and stochastic_depth: all ones (keep every element)."""
     import numpy as np
 
-    return {
-        f"{n.name}.mask": np.ones(shape_of(n.outputs[0], sizes), n.outputs[0].dtype)
-        for n in graph.nodes()
-        if n.op == "dropout"
-    }
+    from .ops.elementwise import stochastic_depth_mask_shape
+
+    masks = {}
+    for n in graph.nodes():
+        if n.op in ("dropout", "stochastic_depth"):
+            shape = shape_of(n.outputs[0], sizes)
+            if n.op == "stochastic_depth":  # one per sample, or one for the batch
+                shape = stochastic_depth_mask_shape(tuple(shape), n.attrs["mode"])
+            masks[f"{n.name}.mask"] = np.ones(shape, n.outputs[0].dtype)
+    return masks
 
 
 # ---------------------------------------------------------------- the measurement
@@ -223,7 +230,7 @@ def measure(
     for depth, node in enumerate(parameterized_layers(graph)):
         total = 0.0
         for local in node.params:
-            g = grads.get(f"grad.{node.name}.{local}")  # absent: no output depends on it
+            g = grads.get(f"grad.{node.param_name(local)}")  # absent: no output depends on it
             if g is not None:
                 total += float(np.sum(np.square(g, dtype=np.float64)))
         layers.append(LayerFlow(node.name, node.op, depth, math.sqrt(total)))

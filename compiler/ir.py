@@ -14,8 +14,9 @@ from netc.dsl.diagnostics import Span
 
 from .dims import DimLike, shape_text, to_json
 
-DTYPES = ("float32", "float64", "int64")
+DTYPES = ("float32", "float64", "int64", "bool")
 FLOAT_DTYPES = ("float32", "float64")
+NUMERIC_DTYPES = ("float32", "float64", "int64")  # what arithmetic takes: not bool
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,11 @@ class Value:
     index: int = 0
 
 
+def param_owner(full: str, local: str) -> str:
+    """The node that stores the parameter `full`, whose local name is `local`."""
+    return full[: -len(local) - 1] if local else full
+
+
 @dataclass(frozen=True, eq=False)
 class Node:
     name: str  # the dotted path, unique in the graph: stage_1.bottleneck_0.conv2d_2
@@ -56,11 +62,25 @@ class Node:
     scope: tuple[str, ...] = ()  # the block instances around it, outermost first
     call_sites: tuple[Span, ...] = ()  # the block calls that expanded it, outermost first
     var: str | None = None  # the spec variable its statement binds, a readable name for backends
+    # `share=`: local parameter name -> the full name of the earlier instance's parameter this
+    # node uses instead of its own. Such a parameter is not stored or counted here; every
+    # backend reads and writes it under the owner's name.
+    shared: dict[str, str] = field(default_factory=dict)
+
+    def param_name(self, local: str) -> str:
+        """The full name under which parameter (or buffer) `local` is stored."""
+        # a `param` node's one parameter has the empty local name: it is the instance itself
+        return self.shared.get(local) or (f"{self.name}.{local}" if local else self.name)
+
+    @property
+    def own_params(self) -> dict[str, TensorType]:
+        """The parameters this node stores: its own, not the shared ones."""
+        return {k: t for k, t in self.params.items() if k not in self.shared} if self.shared else self.params
 
     @property
     def parameter_count(self) -> int:
         total = 0
-        for t in self.params.values():
+        for t in self.own_params.values():
             n = 1
             for d in t.shape:
                 n *= d
@@ -82,6 +102,9 @@ class Graph:
     calls: dict[tuple[str, ...], object] = field(default_factory=dict)
     # In a backward graph: the element-wise product steps (`g * factor`), node -> the factor's text
     factors: dict[str, str] = field(default_factory=dict)
+    # `share=` on a block call: the sharing instance's path -> the path of the instance whose
+    # parameters it uses (its nodes' `shared` name them one by one)
+    shares: dict[tuple[str, ...], tuple[str, ...]] = field(default_factory=dict)
 
     def add(self, node: Node) -> Node:
         if node.name in self.g:

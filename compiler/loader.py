@@ -24,7 +24,6 @@ from netc.dsl.diagnostics import Diagnostic, NetcError, SourceMap, Span
 from netc.dsl.parser import parse
 
 from .limits import Limits
-from .ops import CALLABLE
 
 
 @dataclass
@@ -151,14 +150,8 @@ class _Loader:
                 self._define(program.consts, item.name, item, item.span, defined)
             for item in module.blocks:
                 self._check_params(item)
-                if item.name in CALLABLE:
-                    self.errors.append(
-                        Diagnostic(
-                            f"block `{item.name}` has the name of a built-in operator",
-                            item.name_span,
-                        )
-                    )
-                    continue
+                # A block may take an operator's name (LANGUAGE.md 1.1): where it is seen,
+                # calls of that name mean the block, so new operators break no spec.
                 self._define(program.blocks, item.name, item, item.span, defined)
         for net in main.networks:
             if net.name in defined:

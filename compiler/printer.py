@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from .ir import Graph, Node, TensorType
 
-_SHORT = {"float32": "f32", "float64": "f64", "int64": "i64"}
+_SHORT = {"float32": "f32", "float64": "f64", "int64": "i64", "bool": "bool"}
 
 
 def type_text(t: TensorType) -> str:
@@ -37,6 +37,8 @@ def node_line(node: Node) -> str:
     line = f"%{node.name} : {outs} = {node.op}({args})"
     if attrs:
         line += " {" + attrs + "}"
+    if node.shared:
+        line += " shares {" + ", ".join(f"{k}={v}" for k, v in node.shared.items()) + "}"
     if node.span is not None:
         line += f"  # {node.span.file.rsplit('/', 1)[-1]}:{node.span.line}"
     return line

@@ -8,10 +8,12 @@ layer is reported and neither counted, emitted nor given parameters.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import networkx as nx
 from netc.dsl.diagnostics import Diagnostic
 
-from .ir import Graph
+from .ir import Graph, param_owner
 
 
 def prune_unused(graph: Graph) -> tuple[Graph, list[Diagnostic]]:
@@ -45,5 +47,43 @@ def prune_unused(graph: Graph) -> tuple[Graph, list[Diagnostic]]:
                     code="unused",
                 )
             )
+    _take_over_shared(graph, dead_names)
     graph.g.remove_nodes_from(dead_names)
     return graph, warnings
+
+
+def _take_over_shared(graph: Graph, dead: set):
+    """A kept layer that shares the parameters of a layer left out (`share=`) takes them
+    over: the first such layer stores them under its own name, later ones use its."""
+    moved: dict[str, str] = {}
+    orphans: set = set()  # sharing block instances that lost a shared layer
+    for node in graph.nodes():
+        if node.name in dead or not node.shared:
+            continue
+        shared = {}
+        for local, full in node.shared.items():
+            if param_owner(full, local) in dead:
+                orphans.update(path for path in graph.shares if node.scope[: len(path)] == path)
+                if full not in moved:
+                    moved[full] = replace(node, shared={}).param_name(local)
+                    continue
+                full = moved[full]
+            shared[local] = full
+        if shared != node.shared:
+            graph.g.nodes[node.name]["node"] = replace(node, shared=shared)
+    # the first sharing instance of a left-out instance is its heir: the others share it
+    heirs: dict = {}
+    for path in sorted(orphans, key=lambda p: _first_node(graph, p)):
+        owner = graph.shares.pop(path)
+        if owner in heirs:
+            graph.shares[path] = heirs[owner]
+        else:
+            heirs[owner] = path
+
+
+def _first_node(graph: Graph, path: tuple) -> int:
+    """The position of an instance's first node in graph order."""
+    for i, node in enumerate(graph.nodes()):
+        if node.scope[: len(path)] == path:
+            return i
+    return -1

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from netc.dsl import syntax as S
 from netc.dsl.diagnostics import Span
 
+from . import dims as D
 from .ir import Value
 
 # ---------------------------------------------------------------- expressions
@@ -129,8 +130,9 @@ class FrameTrace:
 
 
 class Tracer:
-    def __init__(self, consts: dict):
+    def __init__(self, consts: dict, blocks=frozenset()):
         self.consts = consts  # file-level constant -> value, filled as the elaborator computes them
+        self.blocks = blocks  # block names: a block named `max` is not the compile-time function
         self._loop_ids = itertools.count()
         self._sizes: dict[int, tuple] = {}  # id(expression) -> (it, its size written out)
 
@@ -275,7 +277,12 @@ class Tracer:
             if not isinstance(ref, _TensorRef):
                 return None
             return Op("tuple", tuple(Size(ref.value, axis) for axis in range(ref.rank)))
-        if isinstance(expr, S.Index):
+        if isinstance(expr, S.Call) and expr.func in FUNCTIONS and expr.func not in self.blocks and not expr.keywords:
+            args = tuple(self._expr(frame, a) for a in expr.args)
+            if any(a is None or isinstance(a, _TensorRef) for a in args):
+                return None
+            return Op(expr.func, args)
+        if isinstance(expr, S.Index) and expr.index is not None:
             base, index = self._expr(frame, expr.value), self._expr(frame, expr.index)
             if isinstance(base, Op) and base.op == "tuple" and isinstance(index, Lit) and _is_int(index.value):
                 return base.args[index.value]
@@ -340,6 +347,8 @@ def evaluate(expr, env) -> object:
             return evaluate(expr.args[0], env) or evaluate(expr.args[1], env)
         values = [evaluate(a, env) for a in expr.args]
         try:
+            if expr.op in _DIM_OPERATORS and any(isinstance(v, D.Dim) for v in values):
+                return _DIM_OPERATORS[expr.op](*values)  # `x.shape[1] - 1` on a symbolic axis
             return _OPERATORS[expr.op](*values)
         except (ArithmeticError, TypeError, ValueError) as exc:
             raise Unknown(str(exc)) from None
@@ -362,6 +371,26 @@ _OPERATORS = {
     "ge": lambda a, b: a >= b,
     "neg": lambda a: -a,
     "not": lambda a: not a,
+}
+
+# The compile-time functions (LANGUAGE.md 1.1): Python's, written as calls.
+FUNCTIONS = {
+    "min": lambda *a: min(a) if len(a) > 1 else min(a[0]),
+    "max": lambda *a: max(a) if len(a) > 1 else max(a[0]),
+    "round": round,
+    "int": int,
+    "len": len,
+}
+_OPERATORS.update(FUNCTIONS)
+
+# Arithmetic on a dimension gives a dimension (the elaborator's rule, compiler/dims.py).
+_DIM_OPERATORS = {
+    "add": lambda a, b: D.add(a, b),
+    "sub": lambda a, b: D.sub(a, b),
+    "mul": lambda a, b: D.mul(a, b),
+    "floordiv": lambda a, b: D.floordiv(a, b),
+    "mod": lambda a, b: D.mod(a, b),
+    "neg": lambda a: D.mul(a, -1),
 }
 
 # Python's precedence, loosest first; every spec operator has the same meaning in Python.
@@ -393,6 +422,8 @@ def _render(expr, leaf, literal) -> tuple[str, int]:
     if expr.op == "tuple":
         items = [_render(a, leaf, literal)[0] for a in expr.args]
         return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")", _ATOM
+    if expr.op in FUNCTIONS:
+        return f"{expr.op}({', '.join(_render(a, leaf, literal)[0] for a in expr.args)})", _ATOM
     level = _PRECEDENCE[expr.op]
     if expr.op in ("neg", "not"):
         text, inner = _render(expr.args[0], leaf, literal)
@@ -402,11 +433,21 @@ def _render(expr, leaf, literal) -> tuple[str, int]:
     if expr.op == "pow":  # right-associative, and binds tighter than a unary minus on its left
         left = f"({left})" if lp <= level else left
         right = f"({right})" if rp < _PRECEDENCE["neg"] else right
+        if _simple(left) and _simple(right):  # as black and ruff write it: `32**0.5`, `x ** (1 / 2)`
+            return f"{left}**{right}", level
     else:
         comparison = level == 4
         left = f"({left})" if lp < level or (comparison and lp == level) else left
         right = f"({right})" if rp <= level else right
     return f"{left} {_SYMBOLS[expr.op]} {right}", level
+
+
+def _simple(text: str) -> bool:
+    """An operand `**` hugs in formatted Python: a name, a number (a unary minus allowed)
+    or an attribute chain."""
+    import re
+
+    return re.fullmatch(r"-?(\d[\d.e+-]*|[A-Za-z_]\w*(\.[A-Za-z_]\w*)*)", text) is not None
 
 
 def _is_primary(text: str) -> bool:

@@ -1,7 +1,8 @@
 """The IR verifier: checks the invariants every pass must keep (FX's Graph.lint).
 
 Acyclic; every input refers to an earlier node's existing output; every op is registered
-with a matching arity; output types are what the op's shape rule infers. Failures are
+with a matching arity; output types are what the op's shape rule infers; a shared
+parameter is one an earlier node stores, with the same type. Failures are
 `InternalError`s (a netc bug, not a spec error) that print the nodes around the fault.
 """
 
@@ -12,14 +13,25 @@ from netc.dsl.diagnostics import InternalError
 
 from .ir import Graph
 from .ops import REGISTRY
+from .ops.registry import REQUIRED
 
 
 def verify(graph: Graph) -> Graph:
     if not nx.is_directed_acyclic_graph(graph.g):
         raise InternalError("the graph has a cycle")
     seen: set[str] = set()
+    stored: dict = {}  # full parameter or buffer name -> its type, for the nodes seen so far
     nodes = graph.nodes()
     for i, node in enumerate(nodes):
+        for local, full in node.shared.items():
+            mine = node.params.get(local, node.buffers.get(local))
+            if mine is None:
+                _fail(nodes, i, f"shares {local!r}, which it does not have")
+            if stored.get(full) != mine:
+                _fail(nodes, i, f"shares {local!r} {mine} as {full}, which no earlier node stores with that type")
+        for local, t in (*node.params.items(), *node.buffers.items()):
+            if local not in node.shared:
+                stored[node.param_name(local)] = t
         op = REGISTRY.get(node.op)
         if op is None:
             _fail(nodes, i, f"unknown op {node.op!r}")
@@ -29,7 +41,8 @@ def verify(graph: Graph) -> Graph:
             if value.index >= len(graph.node(value.node).outputs):
                 _fail(nodes, i, f"input {value.node}:{value.index} does not exist")
         fixed = [a for a in op.args if a.tensor and not a.variadic]
-        if not any(a.variadic for a in op.args) and len(node.inputs) != len(fixed):
+        required = [a for a in fixed if a.default is REQUIRED]  # the others are optional (`mask=`)
+        if not any(a.variadic for a in op.args) and not len(required) <= len(node.inputs) <= len(fixed):
             _fail(nodes, i, f"{node.op} takes {len(fixed)} inputs, got {len(node.inputs)}")
         if op.kind != "source":
             inferred = op.infer([graph.type_of(v) for v in node.inputs], node.attrs)

@@ -43,7 +43,8 @@ def expected_tensors(graph: Graph) -> dict[str, TensorType]:
     out: dict[str, TensorType] = {}
     for node in graph.nodes():
         for local, t in (*node.params.items(), *node.buffers.items()):
-            out[f"{node.name}.{local}"] = t
+            if local not in node.shared:  # stored once, under the owner's name
+                out[node.param_name(local)] = t
     return out
 
 
@@ -74,10 +75,12 @@ def initial_weights(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
             raise InternalError(f"op {node.op!r} has parameters but no init rule")
         rules = op.init(node)
         for local, t in (*node.params.items(), *node.buffers.items()):
+            if local in node.shared:
+                continue
             rule = rules.get(local)
             if rule is None:
                 raise InternalError(f"op {node.op!r}: the init rule does not cover {local!r}")
-            out[f"{node.name}.{local}"] = _draw(rng, rule, tuple(t.shape), t.dtype)
+            out[node.param_name(local)] = _draw(rng, rule, tuple(t.shape), t.dtype)
     return out
 
 

@@ -81,7 +81,8 @@ def parse(text: str, file: str = "<string>") -> S.Module:
     try:
         items = _lark().parse(text)
     except lark.exceptions.UnexpectedInput as exc:
-        raise NetcError(_syntax_message(exc, text), _error_span(exc, text, file), code="syntax")
+        notes = _pipe_hint(exc, text)
+        raise NetcError(_syntax_message(exc, text), _error_span(exc, text, file), notes=notes, code="syntax")
     except RecursionError:
         raise NetcError("the file is nested too deeply to parse", Span(file, 1, 1, 1, 2), code="syntax")
     return _module(items, file)
@@ -146,6 +147,37 @@ def _syntax_message(exc, text) -> str:
     if expected:
         message += f"; expected {expected}"
     return message
+
+
+_AFTER_PIPE = {"*", "/", "//", "%", "@", "**", "+", "-", "==", "!=", "<", "<=", ">", ">=", "[", ".", "and", "or"}
+_OPENING, _CLOSING = "([{", ")]}"
+
+
+def _pipe_hint(exc, text) -> tuple[str, ...]:
+    """`x -> softmax(axis=-1) * 2`: the pipe binds loosest, so an operator after a piped
+    call is a syntax error; where a `->` precedes the operator at the same nesting level
+    in the same statement, say so."""
+    token = getattr(exc, "token", None)
+    if not isinstance(exc, lark.exceptions.UnexpectedToken) or token is None or str(token) not in _AFTER_PIPE:
+        return ()
+    depth, i = 0, token.start_pos
+    while i > 0:
+        i -= 1
+        c = text[i]
+        if c in _CLOSING:
+            depth += 1
+        elif c in _OPENING:
+            if depth == 0:
+                return ()  # the operator is inside a bracket that the pipe is outside of
+            depth -= 1
+        elif depth == 0 and c == "=" and i > 0 and text[i - 1] in "=!<>":
+            i -= 1  # a comparison, not the statement's `=`
+        elif depth == 0 and c in ";=,":
+            return ()
+        elif depth == 0 and c == ">" and text[i - 1 : i + 1] == "->":
+            use = {"[": "(x -> f)[...]", ".": "(x -> f).shape"}.get(str(token), f"(x -> f) {token} ...")
+            return (f"`->` binds more loosely than `{token}`: wrap the pipe in parentheses to use its result, `{use}`",)
+    return ()
 
 
 def _error_span(exc, text, file) -> Span:
@@ -354,8 +386,24 @@ class _Builder(lark.Transformer):
         return S.Attribute(meta, value, str(attr), self._tok(attr))
 
     @_spanned(inline=True)
-    def index(self, meta, value, _lsqb, index, _rsqb):
-        return S.Index(meta, value, index)
+    def index(self, meta, value, _lsqb, items, _rsqb):
+        return S.Index(meta, value, items)
+
+    def subscripts(self, items):
+        return tuple(items)
+
+    @v_args(inline=True)
+    def ellipsis(self, token):
+        return S.EllipsisLit(self._tok(token))
+
+    @_spanned(inline=False)
+    def slice(self, meta, children):
+        colons = [i for i, c in enumerate(children) if isinstance(c, Token)]
+        start = children[0] if colons[0] == 1 else None
+        rest = children[colons[0] + 1 :]
+        stop = rest[0] if rest and not isinstance(rest[0], Token) else None
+        step = children[colons[1] + 1] if len(colons) > 1 and colons[1] + 1 < len(children) else None
+        return S.Slice(meta, start, stop, step)
 
     @_spanned(inline=True)
     def neg(self, meta, _minus, operand):

@@ -72,9 +72,32 @@ class Attribute(Expr):
 
 
 @dataclass(frozen=True)
+class Slice(Expr):
+    """`start:stop:step` inside `[...]`; an omitted part is None."""
+
+    start: Expr | None
+    stop: Expr | None
+    step: Expr | None
+
+
+@dataclass(frozen=True)
+class EllipsisLit(Expr):
+    """`...` inside `[...]`: as many full slices as the axes left over."""
+
+
+@dataclass(frozen=True)
 class Index(Expr):
+    """`value[items]`: each item an expression, a `Slice` or `...` (NumPy basic indexing)."""
+
     value: Expr
-    index: Expr
+    items: tuple[Expr, ...]
+
+    @property
+    def index(self) -> Expr | None:
+        """The one subscript of a plain `t[i]`; None for slices, `...` or several."""
+        if len(self.items) == 1 and not isinstance(self.items[0], (Slice, EllipsisLit)):
+            return self.items[0]
+        return None
 
 
 # ---------------------------------------------------------------- statements

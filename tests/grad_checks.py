@@ -87,28 +87,41 @@ def compare(got: dict, want: dict, rtol: float, atol: float, what: str) -> None:
 
 def masks_for(compiled, generator, sizes=None):
     """Dropout masks of the training graph, drawn as dropout draws them."""
+    from netc.compiler.ops.elementwise import stochastic_depth_mask_shape
+
     masks = {}
     for node in compiled.graph.nodes():
-        if node.op == "dropout":
+        if node.op in ("dropout", "stochastic_depth"):
             shape = tuple(d if isinstance(d, int) else sizes[d.text()] for d in node.outputs[0].shape)
+            if node.op == "stochastic_depth":  # one draw per sample, or one for the batch
+                shape = stochastic_depth_mask_shape(shape, node.attrs["mode"])
             keep = torch.rand(shape, generator=generator) >= node.attrs["p"]
-            masks[f"{node.name}.mask"] = keep.to(torch.float32)
+            masks[f"{node.name}.mask"] = keep.to(getattr(torch, node.outputs[0].dtype))
     return masks
 
 
 def with_masks(compiled, module, masks):
     """The module's training forward with the given dropout masks instead of fresh ones."""
     masked = iter([masks[f"{n.name}.mask"] for n in compiled.graph.nodes() if n.op == "dropout"])
-    original = torch.nn.functional.dropout
+    # stochastic_depth lowers to torch.feature_dropout on x with new leading axes, which the
+    # mask ([N, 1, ...] or [1, ...]) broadcasts against; a call with p = 0 takes no mask (below),
+    # so those nodes take none here either (ConvNeXt's first block has p = 0)
+    depth = iter(
+        [masks[f"{n.name}.mask"] for n in compiled.graph.nodes() if n.op == "stochastic_depth" and n.attrs["p"] > 0]
+    )
+    original, original_feature = torch.nn.functional.dropout, torch.feature_dropout
 
     def forward(*tensors):
         def dropout(x, p=0.5, training=True, inplace=False):
             return x * next(masked) / (1 - p) if training else x
 
-        torch.nn.functional.dropout = dropout
+        def feature_dropout(x, p, training):
+            return x * next(depth) / (1 - p) if training and p > 0 else x
+
+        torch.nn.functional.dropout, torch.feature_dropout = dropout, feature_dropout
         try:
             return module(*tensors)
         finally:
-            torch.nn.functional.dropout = original
+            torch.nn.functional.dropout, torch.feature_dropout = original, original_feature
 
     return forward

@@ -19,12 +19,16 @@ SOURCES = [
     re.sub(r'"(?:[^"\\\n]|\\.)*"|#[^\n]*', lambda m: m.group() if m.group()[0] == '"' else "", p.read_text())
     for p in sorted((ROOT / "examples").glob("*.net")) + sorted((ROOT / "tests" / "conformance").glob("*/*.net"))
 ]
-TOKENS = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+\.\d*|\d+|\"[^\"]*\"|->|\*\*|//|==|!=|<=|>=|\S")
+TOKENS = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+\.\d*|\d+|\"[^\"]*\"|->|\*\*|//|==|!=|<=|>=|\.\.\.|\S")
 VOCABULARY = [
     "(", ")", "[", "]", "{", "}", ",", "=", "->", "+", "-", "*", "/", "//", "%", "@", "**", ".", ":",
     "0", "1", "-1", "3", "7", "1e-5", "0.5", "1000000000", '"same"', '"x"', "true", "false",
     "relu", "linear", "conv2d", "concat", "split", "reshape", "x", "N", "shape", "repeat", "if",
     "else", "return", "block", "network", "import", "assert", "name", "_", "int64", "not", "and",
+    # language 1.1
+    "...", "<", ">", "<=", ">=", "==", "!=", "bool", "min", "max", "round", "int", "len", "where",
+    "masked_fill", "param", "ones", "zeros", "arange", "expand", "tril", "cast", "clamp", "roll",
+    "index_select", "attention", "lstm", "gru", "share", "eps", "axis", '"bool"', "-2", "T",
 ]  # fmt: skip
 
 
@@ -65,6 +69,62 @@ def mutated(draw):
                 k = draw(st.sampled_from(numbers))
                 tokens[k] = str(draw(st.sampled_from([0, 1, 2, 3, 5, 1000, 2**40, 10**30])))
     return " ".join(tokens)
+
+
+_SHAPE = (3, 5, 4, 6)
+_BOUNDS = st.one_of(st.none(), st.integers(-8, 8))
+
+
+@st.composite
+def subscripts(draw):
+    """A NumPy basic index of up to 4 items: ints, slices (step >= 1), at most one `...`."""
+    items = []
+    for _ in range(draw(st.integers(0, 4))):
+        kind = draw(st.sampled_from(["int", "slice", "slice", "ellipsis"]))
+        if kind == "int":
+            items.append(str(draw(st.integers(-7, 7))))
+        elif kind == "ellipsis":
+            items.append("...")
+        else:
+            start, stop = draw(_BOUNDS), draw(_BOUNDS)
+            step = draw(st.one_of(st.none(), st.integers(1, 3)))
+            text = ("" if start is None else str(start)) + ":" + ("" if stop is None else str(stop))
+            items.append(text + ("" if step is None else f":{step}"))
+    return items
+
+
+@settings(max_examples=300, deadline=None)
+@given(subscripts())
+def test_tensor_indexing_agrees_with_numpy(items):
+    """`x[...]` compiles to NumPy's result shape, or fails with a diagnostic exactly where
+    NumPy fails (an index out of range, a second `...`, too many indices) or the slice is
+    empty (netc refuses empty tensors)."""
+    import numpy as np
+
+    index = ", ".join(items) or ":"
+    text = f"network n(x: [{', '.join(map(str, _SHAPE))}]) {{\n    y = x[{index}]\n    return y\n}}\n"
+    try:
+        want = np.zeros(_SHAPE)[eval(f"np.s_[{index}]", {"np": np})].shape  # noqa: S307 (digits, colons, dots)
+    except IndexError:
+        want = None
+    try:
+        graph = compile_string(text).graph
+    except NetcError as exc:
+        assert want is None or 0 in want, (index, want, str(exc))
+        d = exc.diagnostics[0]
+        assert d.span is not None and d.span.line == 2, str(exc)
+        return
+    assert want is not None and 0 not in want, (index, want)
+    assert tuple(graph.type_of(graph.outputs[0][1]).shape) == want, index
+
+
+@settings(max_examples=100, deadline=None)
+@given(subscripts(), st.sampled_from(["<", "<=", ">", ">=", "==", "!="]), st.sampled_from(["0", "0.5", "x", "-x"]))
+def test_symbolic_indexing_and_comparisons_compile_or_report(items, op, other):
+    """On symbolic axes the same indices compile or report, and comparisons give bool."""
+    index = ", ".join(items) or ":"
+    _compile(f"network n(x: [N, T, 4, 6], m: bool[N, T, 4, 6]) {{\n y = x[{index}] {op} {other}\n return y\n}}")
+    _compile(f"network n(x: [N, T, 4, 6], m: bool[N, T, 4, 6]) {{\n y = m[{index}] {op} true\n return y\n}}")
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -25,8 +25,8 @@ torch = pytest.importorskip("torch")
 SPECS = sorted((ROOT / "examples").glob("*.net")) + sorted((ROOT / "tests" / "conformance" / "ok").glob("*.net"))
 SPECS.append(ROOT / "tests" / "specs" / "symbolic_vision.net")
 # Sizes for the symbolic dimensions other than the batch, two settings each.
-SIZES = {"T": (5, 12), "H": (16, 28), "W": (20, 12), "observations": (6, 6)}
-HEAVY = {"vgg16.net", "wide_resnet50_2.net", "unet.net"}  # batch 7 takes 5-16 s each: marked slow
+SIZES = {"T": (5, 12), "K": (3, 5), "H": (16, 28), "W": (20, 12), "observations": (6, 6)}
+HEAVY = {"vgg16.net", "wide_resnet50_2.net", "unet.net", "vit_b_16.net", "convnext_tiny.net"}  # batch 7: 5-16 s each
 
 
 def _randomize(module, seed=0):

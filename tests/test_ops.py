@@ -23,6 +23,15 @@ from onnx_checks import check_model, run  # noqa: E402
 N4 = ("x", (2, 6, 9, 9))
 
 
+class _LSTM(nn.LSTM):
+    """nn.LSTM with its results flat, as netc's lstm returns them: out, h, c."""
+
+    def forward(self, x, h0=None, c0=None):
+        state = None if h0 is None else (h0, torch.zeros_like(h0) if c0 is None else c0)
+        out, (h, c) = super().forward(x, state)
+        return out, h, c
+
+
 @dataclass
 class Row:
     op: str
@@ -34,6 +43,7 @@ class Row:
     ids: dict = field(default_factory=dict)
     tol: tuple = (1e-5, 1e-6)  # rtol, atol of onnxruntime against torch
     onnx_xfail: str | None = None
+    train_fn: object = None  # what torch computes in training where it differs (seeded: stochastic_depth)
 
 
 def r(op, inputs, call, torch_fn, module=None, body=None, **options):
@@ -285,6 +295,191 @@ ROWS = [
     r("@", [("a", (3, 4)), ("b", (4,))], "a @ b", lambda a, b: a @ b),
     r("**", [("a", (2, 3))], "a ** 2", lambda a: a**2),
     r("neg", [("a", (2, 3))], "-a", lambda a: -a),
+    # tensor indexing (language 1.1): the `getitem` op
+    r("getitem", [N4], "x[:, 0]", lambda x: x[:, 0]),
+    r("getitem", [N4], "x[:, -1]", lambda x: x[:, -1]),
+    r("getitem", [N4], "x[..., 1:3]", lambda x: x[..., 1:3]),
+    r("getitem", [N4], "x[:, ::2]", lambda x: x[:, ::2]),
+    r("getitem", [N4], "x[1, 2:, -3, -7:-1:4]", lambda x: x[1, 2:, -3, -7:-1:4]),
+    r("getitem", [("x", (3, 5))], "x[-2:100, ...]", lambda x: x[-2:100, ...]),
+    r("getitem", [("x", (3, 5))], "x[1][2]", lambda x: x[1][2]),
+    r("getitem", [("x", (3, 5))], "x[...]", lambda x: x[...]),
+    r("getitem", [("x", (2, 3, 5), "int64")], "x[:, 1:, -2]", lambda x: x[:, 1:, -2]),
+    # comparisons (language 1.1): element-wise, broadcasting, a bool tensor
+    r("lt", [("a", (2, 3, 4)), ("b", (3, 1))], "a < b", lambda a, b: a < b),
+    r("le", [("a", (2, 3))], "a <= 1.0", lambda a: a <= 1.0),
+    r("gt", [("a", (2, 3))], "0.9 > a", lambda a: 0.9 > a),
+    r("ge", [("a", (2, 3)), ("b", (2, 3))], "a >= b", lambda a, b: a >= b),
+    r("eq", [("a", (4, 5), "int64"), ("b", (5,), "int64")], "a == b", lambda a, b: a == b),
+    r("ne", [("m", (3, 4), "bool"), ("a", (3, 4))], "m != (a > 1.0)", lambda m, a: m != (a > 1.0)),
+    r("eq", [("m", (3, 4), "bool")], "m == true", lambda m: m == True),  # noqa: E712
+    # --- attention / recurrent (language 1.1)
+    r(
+        "attention",
+        [("q", (2, 3, 5, 4)), ("k", (2, 3, 6, 4)), ("v", (2, 3, 6, 3))],
+        "attention(q, k, v)",
+        F.scaled_dot_product_attention,
+    ),
+    r(
+        "attention",
+        [("q", (2, 5, 4)), ("k", (2, 6, 4)), ("v", (2, 6, 3))],
+        "attention(q, k, v, causal=true, scale=0.7)",
+        lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=0.7),
+    ),
+    r(
+        "attention",
+        [("q", (2, 3, 5, 4)), ("k", (1, 3, 6, 4)), ("v", (2, 1, 6, 3)), ("m", (5, 6))],
+        "attention(q, k, v, mask=m)",
+        lambda q, k, v, m: F.scaled_dot_product_attention(q, k, v, attn_mask=m),
+    ),
+    r(
+        "attention",
+        [("q", (2, 5, 4)), ("k", (6, 4)), ("v", (6, 3)), ("m", (2, 1, 6))],
+        "attention(q, k, v, mask=m > 0.7)",
+        lambda q, k, v, m: F.scaled_dot_product_attention(q, k, v, attn_mask=m > 0.7),
+    ),
+    r(
+        "lstm",
+        [("x", (2, 5, 3))],
+        "",
+        None,
+        lambda: _LSTM(3, 4, batch_first=True),
+        body="out, h, c = lstm(x, 4)\n return out, h, c",
+    ),
+    r(
+        "lstm",
+        [("x", (2, 5, 3)), ("h", (4, 2, 4)), ("c", (4, 2, 4))],
+        "",
+        None,
+        lambda: _LSTM(3, 4, num_layers=2, bidirectional=True, batch_first=True),
+        body="out, hn, cn = lstm(x, 4, layers=2, bidirectional=true, h0=h, c0=c)\n return out, hn, cn",
+    ),
+    r(
+        "lstm",
+        [("x", (2, 5, 3)), ("h", (1, 2, 4))],
+        "",
+        None,
+        lambda: _LSTM(3, 4, batch_first=True),
+        body="out, hn, cn = lstm(x, 4, h0=h)\n return out, hn, cn",
+    ),
+    r(
+        "gru",
+        [("x", (2, 5, 3))],
+        "",
+        None,
+        lambda: nn.GRU(3, 4, batch_first=True),
+        body="out, h = gru(x, 4)\n return out, h",
+    ),
+    r(
+        "gru",
+        [("x", (2, 5, 3)), ("h", (6, 2, 4))],
+        "",
+        None,
+        lambda: nn.GRU(3, 4, num_layers=3, bidirectional=True, batch_first=True),
+        body="out, hn = gru(x, 4, layers=3, bidirectional=true, h0=h)\n return out, hn",
+    ),
+    # --- end attention / recurrent
+    # --- language 1.1 ops
+    r("clamp", [N4], "clamp(x, min=0.8, max=1.2)", lambda x: torch.clamp(x, 0.8, 1.2)),
+    r("clamp", [N4], "clamp(x, min=1.0)", lambda x: torch.clamp(x, min=1.0)),
+    r("clamp", [N4], "clamp(x, max=0.9)", lambda x: torch.clamp(x, max=0.9)),
+    r("hardswish", [N4], "hardswish(x * 8.0 - 8.0)", lambda x: F.hardswish(x * 8.0 - 8.0)),
+    r("hardsigmoid", [N4], "hardsigmoid(x * 8.0 - 8.0)", lambda x: F.hardsigmoid(x * 8.0 - 8.0)),
+    r("mish", [N4], "mish(x * 4.0 - 4.0)", lambda x: F.mish(x * 4.0 - 4.0)),
+    r("gelu", [N4], 'gelu(x * 4.0 - 4.0, approximate="tanh")', lambda x: F.gelu(x * 4.0 - 4.0, approximate="tanh")),
+    r("gelu", [N4], 'gelu(x, approximate="none")', F.gelu),
+    r("logical_and", [("m", (3, 4), "bool"), ("n", (4,), "bool")], "logical_and(m, n)", torch.logical_and),
+    r("logical_or", [("m", (3, 4), "bool"), ("a", (3, 4))], "logical_or(m, a > 1.0)", lambda m, a: m | (a > 1.0)),
+    r("logical_not", [("m", (3, 4), "bool")], "logical_not(m)", torch.logical_not),
+    r("cast", [("m", (3, 4), "bool")], 'cast(m, "float32")', lambda m: m.to(torch.float32)),
+    r("cast", [("a", (3, 4))], 'cast(a * 3.0, "int64")', lambda a: (a * 3.0).to(torch.int64)),
+    r("cast", [("a", (3, 4))], 'cast(a, "float64")', lambda a: a.double()),
+    r("cast", [("i", (3, 4), "int64")], 'cast(i, "bool")', lambda i: i.to(torch.bool)),
+    r("where", [("m", (3, 4), "bool"), ("a", (3, 4)), ("b", (4,))], "where(m, a, b)", torch.where),
+    r("where", [("m", (3, 1), "bool"), ("a", (3, 4))], "where(m, a, 0.0)", lambda m, a: torch.where(m, a, 0.0)),
+    r("where", [("a", (3, 4))], "where(a > 1.0, 2, a)", lambda a: torch.where(a > 1.0, 2.0, a)),
+    r("where", [("m", (3, 4), "bool"), ("i", (4,), "int64")], "where(m, i, 7)", lambda m, i: torch.where(m, i, 7)),
+    r(
+        "masked_fill",
+        [("a", (3, 4)), ("m", (4,), "bool")],
+        "masked_fill(a, m, -1.5)",
+        lambda a, m: a.masked_fill(m, -1.5),
+    ),
+    r(
+        "masked_fill",
+        [("s", (2, 4, 4))],
+        "masked_fill(s, (ones((4, 4)) -> triu(diagonal=1)) != 0, -1e9) -> softmax",
+        lambda s: F.softmax(s.masked_fill(torch.ones(4, 4).triu(1) != 0, -1e9), -1),
+    ),
+    r("tril", [("a", (2, 4, 5))], "tril(a)", torch.tril),
+    r("triu", [("a", (4, 5))], "triu(a, diagonal=1)", lambda a: torch.triu(a, 1)),
+    r("tril", [("m", (4, 4), "bool")], "tril(m, diagonal=-1)", lambda m: torch.tril(m, -1)),
+    r(
+        "stochastic_depth",
+        [N4],
+        "stochastic_depth(x, 0.4)",
+        lambda x: x,
+        train_fn=lambda x: x * torch.empty(2, 1, 1, 1).bernoulli_(0.6).div_(0.6),
+    ),
+    r(
+        "stochastic_depth",
+        [("x", (5, 3))],
+        'stochastic_depth(x, 0.5, mode="batch")',
+        lambda x: x,
+        train_fn=lambda x: x * torch.empty(1, 1).bernoulli_(0.5).div_(0.5),
+    ),
+    r("param", [("x", (3, 4))], 'x * param((3, 4), init="ones", scale=0.5)', lambda x: x * 0.5),
+    r("param", [("x", (2, 3, 4))], "x + param((1, 4))", lambda x: x),
+    r("ones", [("x", (3, 4))], "x + ones((3, 4))", lambda x: x + 1),
+    r("zeros", [("i", (2, 3), "int64")], 'i + zeros((3,), dtype="int64")', lambda i: i),
+    r("full", [("x", (3, 4))], "full((3, 4), 2.5) * x", lambda x: 2.5 * x),
+    r("full", [("x", (3, 4))], 'where(full((4,), 1, dtype="bool"), x, 0.0)', lambda x: x),
+    r("arange", [("x", (3, 4))], 'x * arange(4, dtype="float32")', lambda x: x * torch.arange(4.0)),
+    r("arange", [("i", (2, 5), "int64")], "i + arange(5)", lambda i: i + torch.arange(5)),
+    r("expand", [("x", (2, 1))], "expand(x, (3, -1, 4))", lambda x: x.expand(3, -1, 4)),
+    r("expand", [("x", (2, 3))], "expand(x, (2, 3))", lambda x: x.expand(2, 3)),
+    r("roll", [N4], "roll(x, 2, 1)", lambda x: torch.roll(x, 2, 1)),
+    r("roll", [N4], "roll(x, (-1, 12), (2, -1))", lambda x: torch.roll(x, (-1, 12), (2, -1))),
+    r(
+        "index_select",
+        [N4, ("i", (4,), "int64")],
+        "index_select(x, i, axis=2)",
+        lambda x, i: torch.index_select(x, 2, i),
+    ),
+    r("index_select", [("t", (5, 3)), ("i", (7,), "int64")], "index_select(t, i)", lambda t, i: t[i]),
+    r(
+        "maxpool2d",
+        [("x", (2, 3, 8, 8))],
+        "maxpool2d(x, 3, stride=2, ceil_mode=true)",
+        lambda x: F.max_pool2d(x, 3, 2, ceil_mode=True),
+    ),
+    r(  # the last window would start in the padding: PyTorch drops it
+        "maxpool2d",
+        [N4],
+        "maxpool2d(x, 2, padding=1, ceil_mode=true)",
+        lambda x: F.max_pool2d(x, 2, padding=1, ceil_mode=True),
+    ),
+    r(
+        "avgpool2d",
+        [("x", (2, 3, 8, 8))],
+        "avgpool2d(x, 3, stride=2, ceil_mode=true)",
+        lambda x: F.avg_pool2d(x, 3, 2, ceil_mode=True),
+    ),
+    r(
+        "avgpool2d",
+        [N4],
+        "avgpool2d(x, 3, stride=2, padding=1, count_include_pad=false)",
+        lambda x: F.avg_pool2d(x, 3, 2, 1, count_include_pad=False),
+    ),
+    r(
+        "avgpool2d",
+        [("x", (2, 3, 8, 8))],
+        "avgpool2d(x, (3, 2), stride=2, padding=1, ceil_mode=true, count_include_pad=false)",
+        lambda x: F.avg_pool2d(x, (3, 2), 2, 1, ceil_mode=True, count_include_pad=False),
+    ),
+    r("adaptive_avgpool2d", [N4], "adaptive_avgpool2d(x, (4, 5))", lambda x: F.adaptive_avg_pool2d(x, (4, 5))),
+    r("adaptive_avgpool2d", [N4], "adaptive_avgpool2d(x, (2, 3))", lambda x: F.adaptive_avg_pool2d(x, (2, 3))),
+    # --- end language 1.1 ops
 ]
 
 
@@ -297,7 +492,9 @@ def _tensors(row):
     out = []
     for spec in row.inputs:
         shape = spec[1]
-        if len(spec) > 2:
+        if len(spec) > 2 and spec[2] == "bool":
+            out.append(torch.rand(shape) < 0.5)
+        elif len(spec) > 2:
             out.append(torch.randint(0, 3, shape))
         else:
             out.append(torch.rand(shape) + 0.5)
@@ -324,12 +521,14 @@ def test_op_values_match_torch(row, mode):
     compiled = compile_string(_spec(row))
     module = compiled.torch().train(mode == "train")
     tensors = _tensors(row)
+    torch.manual_seed(0)  # a random training forward (stochastic_depth) draws the same numbers twice
     if row.module is not None:
         reference = row.module().train(mode == "train")
         _copy_weights(reference, module)
         expected = reference(*tensors)
     else:
-        expected = row.torch_fn(*tensors)
+        expected = (row.train_fn if mode == "train" and row.train_fn else row.torch_fn)(*tensors)
+    torch.manual_seed(0)
     got = module(*tensors)
     expected = expected if isinstance(expected, (tuple, list)) else (expected,)
     got = got if isinstance(got, tuple) else (got,)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -487,6 +488,395 @@ def transformer() -> Transformer:
     return Transformer(1000, 128, 4, 512, 2)
 
 
+# ---------------------------------------------------------------- language 1.1 examples
+#
+# Written as torchvision writes these models (and as nanoGPT, cleanRL and the LSTM tutorials
+# write theirs), from torch alone: the netc specs must compute what these compute.
+
+
+def stochastic_depth(x: torch.Tensor, p: float, mode: str, training: bool) -> torch.Tensor:
+    """torchvision.ops.stochastic_depth: drop whole samples ("row") or the whole batch."""
+    if not training or p == 0.0:
+        return x
+    survival_rate = 1.0 - p
+    size = [x.shape[0]] + [1] * (x.ndim - 1) if mode == "row" else [1] * x.ndim
+    noise = torch.empty(size, dtype=x.dtype, device=x.device).bernoulli_(survival_rate)
+    if survival_rate > 0.0:
+        noise.div_(survival_rate)
+    return x * noise
+
+
+class StochasticDepth(nn.Module):
+    def __init__(self, p: float, mode: str = "row"):
+        super().__init__()
+        self.p, self.mode = p, mode
+
+    def forward(self, x):
+        return stochastic_depth(x, self.p, self.mode, self.training)
+
+
+class Permute(nn.Module):
+    def __init__(self, dims):
+        super().__init__()
+        self.dims = dims
+
+    def forward(self, x):
+        return x.permute(*self.dims)
+
+
+class Conv2dNormActivation(nn.Sequential):
+    """torchvision.ops.Conv2dNormActivation with batchnorm: conv (no bias), norm, activation."""
+
+    def __init__(self, cin, cout, kernel_size=3, stride=1, groups=1, activation_layer=nn.ReLU):
+        layers = [
+            nn.Conv2d(cin, cout, kernel_size, stride, (kernel_size - 1) // 2, groups=groups, bias=False),
+            nn.BatchNorm2d(cout),
+        ]
+        if activation_layer is not None:
+            layers.append(activation_layer(inplace=True))
+        super().__init__(*layers)
+
+
+# ---------------------------------------------------------------- ViT (examples/vit_b_16.net)
+
+
+class MLPBlock(nn.Sequential):
+    def __init__(self, in_dim: int, mlp_dim: int, dropout: float = 0.0):
+        super().__init__(
+            nn.Linear(in_dim, mlp_dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(mlp_dim, in_dim), nn.Dropout(dropout)
+        )
+
+
+class EncoderBlock(nn.Module):
+    def __init__(self, num_heads: int, hidden_dim: int, mlp_dim: int):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(hidden_dim, eps=1e-6)
+        self.self_attention = nn.MultiheadAttention(hidden_dim, num_heads, dropout=0.0, batch_first=True)
+        self.dropout = nn.Dropout(0.0)
+        self.ln_2 = nn.LayerNorm(hidden_dim, eps=1e-6)
+        self.mlp = MLPBlock(hidden_dim, mlp_dim)
+
+    def forward(self, input):
+        x = self.ln_1(input)
+        x, _ = self.self_attention(x, x, x, need_weights=False)
+        x = self.dropout(x)
+        x = x + input
+        y = self.ln_2(x)
+        y = self.mlp(y)
+        return x + y
+
+
+class Encoder(nn.Module):
+    def __init__(self, seq_length: int, num_layers: int, num_heads: int, hidden_dim: int, mlp_dim: int):
+        super().__init__()
+        self.pos_embedding = nn.Parameter(torch.empty(1, seq_length, hidden_dim).normal_(std=0.02))
+        self.dropout = nn.Dropout(0.0)
+        layers: OrderedDict[str, nn.Module] = OrderedDict()
+        for i in range(num_layers):
+            layers[f"encoder_layer_{i}"] = EncoderBlock(num_heads, hidden_dim, mlp_dim)
+        self.layers = nn.Sequential(layers)
+        self.ln = nn.LayerNorm(hidden_dim, eps=1e-6)
+
+    def forward(self, input):
+        input = input + self.pos_embedding
+        return self.ln(self.layers(self.dropout(input)))
+
+
+class VisionTransformer(nn.Module):
+    def __init__(
+        self,
+        image_size: int = 224,
+        patch_size: int = 16,
+        num_layers: int = 12,
+        num_heads: int = 12,
+        hidden_dim: int = 768,
+        mlp_dim: int = 3072,
+        num_classes: int = 1000,
+    ):
+        super().__init__()
+        self.patch_size, self.hidden_dim = patch_size, hidden_dim
+        self.conv_proj = nn.Conv2d(3, hidden_dim, kernel_size=patch_size, stride=patch_size)
+        seq_length = (image_size // patch_size) ** 2 + 1  # the patches and the class token
+        self.class_token = nn.Parameter(torch.zeros(1, 1, hidden_dim))
+        self.encoder = Encoder(seq_length, num_layers, num_heads, hidden_dim, mlp_dim)
+        self.heads = nn.Sequential(OrderedDict(head=nn.Linear(hidden_dim, num_classes)))
+
+    def forward(self, x):
+        n = x.shape[0]
+        x = self.conv_proj(x).reshape(n, self.hidden_dim, -1).permute(0, 2, 1)
+        x = torch.cat([self.class_token.expand(n, -1, -1), x], dim=1)
+        x = self.encoder(x)
+        return self.heads(x[:, 0])
+
+
+def vit_b_16(num_classes: int = 1000) -> VisionTransformer:
+    return VisionTransformer(224, 16, 12, 12, 768, 3072, num_classes)
+
+
+# reference key -> netc key: MultiheadAttention keeps its input projection as bare tensors,
+# netc as the linear `in_proj`; the MLP is a Sequential here, two named linears there.
+VIT_RENAMES = [
+    (r"^encoder\.layers\.", "encoder."),
+    (r"\.self_attention\.in_proj_(weight|bias)$", r".self_attention.in_proj.\1"),
+    (r"\.mlp\.0\.", ".mlp.linear_0."),
+    (r"\.mlp\.3\.", ".mlp.linear_1."),
+    (r"^heads\.head\.", "head."),
+]
+
+
+# ---------------------------------------------------------------- ConvNeXt (examples/convnext_tiny.net)
+
+
+class LayerNorm2d(nn.LayerNorm):
+    def forward(self, x):
+        x = x.permute(0, 2, 3, 1)
+        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)
+
+
+class CNBlock(nn.Module):
+    def __init__(self, dim: int, layer_scale: float, stochastic_depth_prob: float):
+        super().__init__()
+        self.block = nn.Sequential(
+            nn.Conv2d(dim, dim, kernel_size=7, padding=3, groups=dim, bias=True),
+            Permute([0, 2, 3, 1]),
+            nn.LayerNorm(dim, eps=1e-6),
+            nn.Linear(dim, 4 * dim),
+            nn.GELU(),
+            nn.Linear(4 * dim, dim),
+            Permute([0, 3, 1, 2]),
+        )
+        self.layer_scale = nn.Parameter(torch.ones(dim, 1, 1) * layer_scale)
+        self.stochastic_depth = StochasticDepth(stochastic_depth_prob, "row")
+
+    def forward(self, input):
+        result = self.layer_scale * self.block(input)
+        result = self.stochastic_depth(result)
+        result += input
+        return result
+
+
+class ConvNeXt(nn.Module):
+    def __init__(self, block_setting, stochastic_depth_prob: float = 0.1, layer_scale: float = 1e-6, num_classes=1000):
+        super().__init__()
+        norm_layer = partial(LayerNorm2d, eps=1e-6)
+        layers: list[nn.Module] = [
+            nn.Sequential(nn.Conv2d(3, block_setting[0][0], kernel_size=4, stride=4), norm_layer(block_setting[0][0]))
+        ]
+        total_stage_blocks = sum(n for _, _, n in block_setting)
+        stage_block_id = 0
+        for cin, cout, num_layers in block_setting:
+            stage = []
+            for _ in range(num_layers):
+                sd_prob = stochastic_depth_prob * stage_block_id / (total_stage_blocks - 1.0)
+                stage.append(CNBlock(cin, layer_scale, sd_prob))
+                stage_block_id += 1
+            layers.append(nn.Sequential(*stage))
+            if cout is not None:
+                layers.append(nn.Sequential(norm_layer(cin), nn.Conv2d(cin, cout, kernel_size=2, stride=2)))
+        self.features = nn.Sequential(*layers)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        last = block_setting[-1][0]
+        self.classifier = nn.Sequential(norm_layer(last), nn.Flatten(1), nn.Linear(last, num_classes))
+
+    def forward(self, x):
+        return self.classifier(self.avgpool(self.features(x)))
+
+
+def convnext_tiny(num_classes: int = 1000) -> ConvNeXt:
+    return ConvNeXt([(96, 192, 3), (192, 384, 3), (384, 768, 9), (768, None, 3)], 0.1, 1e-6, num_classes)
+
+
+# ---------------------------------------------------------------- EfficientNet (examples/efficientnet_b0.net)
+
+
+class SqueezeExcitation(nn.Module):
+    def __init__(self, input_channels: int, squeeze_channels: int):
+        super().__init__()
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc1 = nn.Conv2d(input_channels, squeeze_channels, 1)
+        self.fc2 = nn.Conv2d(squeeze_channels, input_channels, 1)
+        self.activation = nn.SiLU(inplace=True)
+        self.scale_activation = nn.Sigmoid()
+
+    def forward(self, input):
+        scale = self.scale_activation(self.fc2(self.activation(self.fc1(self.avgpool(input)))))
+        return scale * input
+
+
+class MBConv(nn.Module):
+    def __init__(self, expand_ratio, kernel, stride, cin, cout, stochastic_depth_prob):
+        super().__init__()
+        self.use_res_connect = stride == 1 and cin == cout
+        expanded = cin * expand_ratio
+        layers: list[nn.Module] = []
+        if expanded != cin:
+            layers.append(Conv2dNormActivation(cin, expanded, kernel_size=1, activation_layer=nn.SiLU))
+        layers.append(
+            Conv2dNormActivation(expanded, expanded, kernel, stride, groups=expanded, activation_layer=nn.SiLU)
+        )
+        layers.append(SqueezeExcitation(expanded, max(1, cin // 4)))
+        layers.append(Conv2dNormActivation(expanded, cout, kernel_size=1, activation_layer=None))
+        self.block = nn.Sequential(*layers)
+        self.stochastic_depth = StochasticDepth(stochastic_depth_prob, "row")
+
+    def forward(self, input):
+        result = self.block(input)
+        if self.use_res_connect:
+            result = self.stochastic_depth(result)
+            result += input
+        return result
+
+
+class EfficientNet(nn.Module):
+    # expand_ratio, kernel, stride, input_channels, out_channels, num_layers (B0: no scaling)
+    B0 = [(1, 3, 1, 32, 16, 1), (6, 3, 2, 16, 24, 2), (6, 5, 2, 24, 40, 2), (6, 3, 2, 40, 80, 3),
+          (6, 5, 1, 80, 112, 3), (6, 5, 2, 112, 192, 4), (6, 3, 1, 192, 320, 1)]  # fmt: skip
+
+    def __init__(self, setting=B0, dropout: float = 0.2, stochastic_depth_prob: float = 0.2, num_classes=1000):
+        super().__init__()
+        layers: list[nn.Module] = [Conv2dNormActivation(3, setting[0][3], 3, 2, activation_layer=nn.SiLU)]
+        total_stage_blocks = sum(s[5] for s in setting)
+        stage_block_id = 0
+        for expand, kernel, stride, cin, cout, num_layers in setting:
+            stage = []
+            for i in range(num_layers):
+                sd_prob = stochastic_depth_prob * float(stage_block_id) / total_stage_blocks
+                stage.append(MBConv(expand, kernel, stride if i == 0 else 1, cin if i == 0 else cout, cout, sd_prob))
+                stage_block_id += 1
+            layers.append(nn.Sequential(*stage))
+        layers.append(Conv2dNormActivation(setting[-1][4], 4 * setting[-1][4], 1, activation_layer=nn.SiLU))
+        self.features = nn.Sequential(*layers)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Sequential(nn.Dropout(p=dropout, inplace=True), nn.Linear(4 * setting[-1][4], num_classes))
+
+    def forward(self, x):
+        x = self.avgpool(self.features(x))
+        return self.classifier(torch.flatten(x, 1))
+
+
+def efficientnet_b0(num_classes: int = 1000) -> EfficientNet:
+    return EfficientNet(EfficientNet.B0, 0.2, 0.2, num_classes)
+
+
+# ---------------------------------------------------------------- GPT-2-style decoder (examples/gpt2.net)
+
+
+class CausalSelfAttention(nn.Module):
+    """Written out with `@`, a mask and softmax (not F.scaled_dot_product_attention), so that
+    the comparison checks netc's `attention(causal=true)` against the arithmetic itself."""
+
+    def __init__(self, width: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.c_attn = nn.Linear(width, 3 * width)
+        self.c_proj = nn.Linear(width, width)
+
+    def forward(self, x):
+        b, t, d = x.shape
+        h = self.heads
+        q, k, v = self.c_attn(x).split(d, dim=2)
+        q, k, v = (z.view(b, t, h, d // h).transpose(1, 2) for z in (q, k, v))
+        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(d // h))
+        causal = torch.ones(t, t, dtype=torch.bool, device=x.device).tril()
+        att = att.masked_fill(~causal, float("-inf")).softmax(dim=-1)
+        y = (att @ v).transpose(1, 2).reshape(b, t, d)
+        return self.c_proj(y)
+
+
+class GPTMLP(nn.Module):
+    def __init__(self, width: int):
+        super().__init__()
+        self.c_fc = nn.Linear(width, 4 * width)
+        self.c_proj = nn.Linear(4 * width, width)
+
+    def forward(self, x):
+        return self.c_proj(F.gelu(self.c_fc(x), approximate="tanh"))
+
+
+class GPTBlock(nn.Module):
+    def __init__(self, width: int, heads: int):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(width)
+        self.attn = CausalSelfAttention(width, heads)
+        self.ln_2 = nn.LayerNorm(width)
+        self.mlp = GPTMLP(width)
+
+    def forward(self, x):
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT(nn.Module):
+    """The head is tied to the token embedding: `F.linear(x, self.wte.weight)`, so the weight
+    is stored and counted once, as netc's `linear(vocab, bias=false, share="wte")`."""
+
+    def __init__(self, vocab: int = 512, context: int = 64, width: int = 128, heads: int = 4, layers: int = 2):
+        super().__init__()
+        self.wte = nn.Embedding(vocab, width)
+        self.wpe = nn.Embedding(context, width)
+        for i in range(layers):  # named as netc names the k-th `decoder_block` instance
+            self.add_module(f"decoder_block_{i}", GPTBlock(width, heads))
+        self.ln_f = nn.LayerNorm(width)
+        self.layers = layers
+
+    def forward(self, ids):
+        pos = torch.arange(ids.shape[1], device=ids.device)
+        x = self.wte(ids) + self.wpe(pos)
+        for i in range(self.layers):
+            x = getattr(self, f"decoder_block_{i}")(x)
+        return F.linear(self.ln_f(x), self.wte.weight)
+
+
+def gpt2() -> GPT:
+    return GPT(512, 64, 128, 4, 2)
+
+
+# ---------------------------------------------------------------- LSTM classifier, SAC actor
+
+
+class LSTMClassifier(nn.Module):
+    def __init__(self, vocab: int = 1000, embed: int = 64, hidden: int = 128, layers: int = 2, classes: int = 4):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab, embed)
+        self.lstm = nn.LSTM(embed, hidden, num_layers=layers, batch_first=True)
+        self.fc = nn.Linear(hidden, classes)
+
+    def forward(self, ids):
+        out, _ = self.lstm(self.embedding(ids))
+        return self.fc(out[:, -1])
+
+
+def lstm_classifier() -> LSTMClassifier:
+    return LSTMClassifier(1000, 64, 128, 2, 4)
+
+
+LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
+
+
+class SACActor(nn.Module):
+    """The SAC policy network: a Gaussian's mean and log standard deviation, the latter
+    clamped (as in the SAC authors' code and Spinning Up)."""
+
+    def __init__(self, observations: int = 17, actions: int = 6, hidden: int = 256):
+        super().__init__()
+        self.fc1 = nn.Linear(observations, hidden)
+        self.fc2 = nn.Linear(hidden, hidden)
+        self.fc_mean = nn.Linear(hidden, actions)
+        self.fc_logstd = nn.Linear(hidden, actions)
+
+    def forward(self, x):
+        x = F.relu(self.fc1(x))
+        x = F.relu(self.fc2(x))
+        mean = self.fc_mean(x)
+        log_std = torch.clamp(self.fc_logstd(x), LOG_STD_MIN, LOG_STD_MAX)
+        return mean, log_std
+
+
+def sac_actor() -> SACActor:
+    return SACActor(17, 6, 256)
+
+
 # ---------------------------------------------------------------- registry
 
 MODELS = {
@@ -496,6 +886,12 @@ MODELS = {
     "mobilenet_v2": mobilenet_v2,
     "unet": unet,
     "transformer": transformer,
+    "vit_b_16": vit_b_16,
+    "convnext_tiny": convnext_tiny,
+    "efficientnet_b0": efficientnet_b0,
+    "gpt2": gpt2,
+    "lstm_classifier": lstm_classifier,
+    "sac_actor": sac_actor,
 }
 
 # ---------------------------------------------------------------- weights

@@ -8,6 +8,8 @@ None of them is differentiated again (the backward graph is not differentiated):
 
 from __future__ import annotations
 
+from netc.dsl.diagnostics import InternalError
+
 from .. import dims as D
 from ..ir import FLOAT_DTYPES, TensorType
 from .layers import conv_length, same_pads
@@ -44,7 +46,7 @@ def _any(value):
 # linear needs W) and a target for its gradient. `owner.local` is its state_dict name.
 PARAM = register(
     OpDef(
-        "param",
+        "parameter",
         (Arg("owner", _any), Arg("local", _any), Arg("type", _any), Arg("buffer", _any, False)),
         lambda inputs, attrs: [attrs["type"]],
         "source",
@@ -406,18 +408,31 @@ CONVOLVE = _internal("convolve", (_t("x"), _t("w"), *_CONV_ATTRS), _convolve_inf
 _POOL_ATTRS = (Arg("kernel", _any), Arg("stride", _any), Arg("padding", _any))
 
 
-def _maxpool2d_grad_torch(t, g, x, *, kernel, stride, padding):
+def _maxpool2d_grad_torch(t, g, x, *, kernel, stride, padding, ceil_mode=False):
     """Each window's gradient goes to its argmax; overlapping windows sum (scatter_add)."""
-    pooled = t.call("F.max_pool2d", x, kernel, stride=stride, padding=t.opt(padding, 0), return_indices=True)
+    pooled = t.call(
+        "F.max_pool2d",
+        x,
+        kernel,
+        stride=stride,
+        padding=t.opt(padding, 0),
+        ceil_mode=t.opt(ceil_mode, False),
+        return_indices=True,
+    )
     indices, grads = t.code(f"{pooled}[1].flatten(2)"), t.code(f"{g}.flatten(2)")
     summed = t.call(f"torch.zeros_like({x}).flatten(2).scatter_add", 2, indices, grads)
     return t.call(f"{summed}.reshape_as", x)
 
 
-def _maxpool2d_grad_onnx(b, g, x, *, kernel, stride, padding):
+def _maxpool2d_grad_onnx(b, g, x, *, kernel, stride, padding, ceil_mode=False):
     """MaxPool's indices count over the whole flattened NCHW input (padding not counted):
     ScatterElements(add) into a flat zero tensor, so overlapping windows sum."""
-    _, indices = b.op("MaxPool", x, outputs=2, kernel_shape=list(kernel), strides=list(stride), pads=list(padding) * 2)
+    pool = dict(kernel_shape=list(kernel), strides=list(stride), pads=list(padding) * 2)
+    if ceil_mode:
+        pool["ceil_mode"] = 1
+    _, indices = b.op("MaxPool", x, outputs=2, **pool)
+    if ceil_mode:  # ONNX keeps a last window that starts in the padding, PyTorch (and g) not
+        indices = b.Slice(indices, b.ints([0, 0]), b.Shape(g, start=2), b.ints([2, 3]))
     flat = b.ints([-1])
     zeros = b.ConstantOfShape(b.Shape(b.Reshape(x, flat)), value=b.tensor([0], x.dtype))
     summed = b.ScatterElements(zeros, b.Reshape(indices, flat), b.Reshape(g, flat), axis=0, reduction="add")
@@ -425,11 +440,15 @@ def _maxpool2d_grad_onnx(b, g, x, *, kernel, stride, padding):
 
 
 MAXPOOL2D_GRAD = _internal(
-    "maxpool2d_grad", (_t("g"), _t("x"), *_POOL_ATTRS), _like, _maxpool2d_grad_torch, _maxpool2d_grad_onnx
+    "maxpool2d_grad",
+    (_t("g"), _t("x"), *_POOL_ATTRS, Arg("ceil_mode", _any, False)),
+    _like,
+    _maxpool2d_grad_torch,
+    _maxpool2d_grad_onnx,
 )
 
 
-def _avgpool2d_grad_torch(t, g, x, *, kernel, stride, padding):
+def _avgpool2d_grad_torch(t, g, x, *, kernel, stride, padding, ceil_mode=False, count_include_pad=True):
     return t.call(
         "torch.ops.aten.avg_pool2d_backward",
         g,
@@ -437,15 +456,63 @@ def _avgpool2d_grad_torch(t, g, x, *, kernel, stride, padding):
         t.exact(tuple(kernel)),
         t.exact(tuple(stride)),
         t.exact(tuple(padding)),
-        False,  # ceil_mode
-        True,  # count_include_pad
+        ceil_mode,
+        count_include_pad,
         t.code("None"),  # divisor_override
     )
 
 
-def _avgpool2d_grad_onnx(b, g, x, *, kernel, stride, padding):
+def _avg_divisors(length, out, k, s, p, count_include_pad) -> list[int]:
+    """How many cells PyTorch's average divides by, per window along one axis: the window
+    cut at the end of the padding, and at the input where padding is not counted."""
+    counts = []
+    for i in range(out):
+        start, end = i * s - p, min(i * s - p + k, length + p)
+        if count_include_pad:
+            counts.append(end - start)
+        else:
+            counts.append(min(end, length) - max(start, 0))
+    return counts
+
+
+def _avgpool2d_grad_divided(b, g, x, *, kernel, stride, padding, count_include_pad):
+    """ceil_mode or count_include_pad=false: each window's g over its own divisor (a
+    constant [h, w] map: the sizes are known), then spread with a ConvTranspose of ones whose
+    end pads cut what windows past the input would reach."""
+    sizes, outs = x.shape[2:], g.shape[2:]
+    rows, cols = (
+        _avg_divisors(n, o, k, s, p, count_include_pad) for n, o, k, s, p in zip(sizes, outs, kernel, stride, padding)
+    )
+    divisors = b.const([[1.0 / (r * c) for c in cols] for r in rows], g.dtype)
+    planes = b.Reshape(b.Mul(g, divisors), b.Concat(b.ints([-1, 1]), b.Shape(g, start=2), axis=0))
+    ones = b.const([[[[1.0] * kernel[1]] * kernel[0]]], g.dtype)
+    ends, extra = [], []
+    for n, o, k, s, p in zip(sizes, outs, kernel, stride, padding):
+        end = (o - 1) * s + k - p - n  # the transposed convolution's length less p at the start
+        ends.append(max(end, 0))
+        extra.append(max(-end, 0))
+    spread = b.ConvTranspose(
+        planes,
+        ones,
+        kernel_shape=list(kernel),
+        strides=list(stride),
+        pads=list(padding) + ends,
+        **({"output_padding": extra} if any(extra) else {}),
+    )
+    return b.Reshape(spread, b.Shape(x))
+
+
+def _avgpool2d_grad_onnx(b, g, x, *, kernel, stride, padding, ceil_mode=False, count_include_pad=True):
     """Every window spreads g / (kh kw) over its cells, padding counted: a ConvTranspose of
     each channel ([N*C, 1, h, w]) with a constant kernel, sized to x."""
+    if ceil_mode or not count_include_pad:
+        if not all(isinstance(n, int) for n in (*x.shape[2:], *g.shape[2:])):
+            raise InternalError(
+                "the ONNX gradient of avgpool2d with ceil_mode or count_include_pad=false needs known sizes"
+            )
+        return _avgpool2d_grad_divided(
+            b, g, x, kernel=kernel, stride=stride, padding=padding, count_include_pad=count_include_pad
+        )
     spatial = b.Shape(g, start=2)
     planes = b.Reshape(g, b.Concat(b.ints([-1, 1]), spatial, axis=0))
     area = kernel[0] * kernel[1]
@@ -457,7 +524,11 @@ def _avgpool2d_grad_onnx(b, g, x, *, kernel, stride, padding):
 
 # dx of avgpool2d with count_include_pad (also adaptive_avgpool2d's on static sizes).
 AVGPOOL2D_GRAD = _internal(
-    "avgpool2d_grad", (_t("g"), _t("x"), *_POOL_ATTRS), _like, _avgpool2d_grad_torch, _avgpool2d_grad_onnx
+    "avgpool2d_grad",
+    (_t("g"), _t("x"), *_POOL_ATTRS, Arg("ceil_mode", _any, False), Arg("count_include_pad", _any, True)),
+    _like,
+    _avgpool2d_grad_torch,
+    _avgpool2d_grad_onnx,
 )
 
 

@@ -6,15 +6,20 @@ from .. import dims as D
 from ..ir import TensorType
 from .registry import (
     Arg,
+    ArgError,
     Init,
     NoGrad,
     OpDef,
     ShapeError,
     bool_arg,
+    broadcast,
+    choice_arg,
     constant,
+    describe,
     float_arg,
     int_arg,
     ints_arg,
+    is_int,
     padding_arg,
     positive,
     register,
@@ -82,6 +87,12 @@ def _linear_onnx(b, x, *, out, bias):
     return b.Add(y, b.param("bias")) if bias else y
 
 
+def _linear_torch(t, x, *, out, bias):
+    if t.tied:  # its weight is another layer's (a classifier tied to an embedding)
+        return t.call("F.linear", x, t.param("weight"), *([t.param("bias")] if bias else []))
+    return t.layer("nn.Linear", x.shape[-1], out, bias=t.opt(bias, True))(x)
+
+
 LINEAR = register(
     OpDef(
         "linear",
@@ -91,7 +102,7 @@ LINEAR = register(
         params=lambda inputs, attrs: _bias_params((attrs["out"], inputs[0].shape[-1]), attrs),
         doc="[..., in] -> [..., out]",
         init=_fan_in_init,
-        torch=lambda t, x, *, out, bias: t.layer("nn.Linear", x.shape[-1], out, bias=t.opt(bias, True))(x),
+        torch=_linear_torch,
         onnx=_linear_onnx,
         grad=_linear_grad,
         grad_reads_output=False,
@@ -413,7 +424,11 @@ def _groupnorm_onnx(b, x, *, groups, eps):
 BATCHNORM = register(
     OpDef(
         "batchnorm",
-        (_x(), Arg("eps", float_arg(minimum=0.0), 1e-5), Arg("momentum", float_arg(0.0), 0.1)),
+        (
+            _x(),
+            Arg("eps", float_arg(minimum=0.0), 1e-5, keyword_only=True),
+            Arg("momentum", float_arg(0.0), 0.1, keyword_only=True),
+        ),
         _batchnorm_infer,
         "layer",
         params=lambda inputs, attrs: {
@@ -427,6 +442,8 @@ BATCHNORM = register(
         train=_batchnorm_train,
         grad=NORM_GRAD,
         grad_reads_output=False,
+        too_many="batchnorm takes no positional argument besides its input: the channels come from the input "
+        "(nn.BatchNorm2d(64) is plain `batchnorm` here)",
     )
 )
 
@@ -439,6 +456,10 @@ def _layernorm_infer(inputs, attrs):
         raise ShapeError(
             f"layernorm cannot normalize the last {count} axes of a tensor of rank {x.rank}",
             arg="dims",
+            notes=(
+                "the argument counts axes, not their size: the sizes come from the input "
+                "(`layernorm` alone normalizes the last axis, as nn.LayerNorm(size) does)",
+            ),
         )
     for d in x.shape[x.rank - count :]:
         static("layernorm", d, "size of each normalized axis")
@@ -448,7 +469,7 @@ def _layernorm_infer(inputs, attrs):
 LAYERNORM = register(
     OpDef(
         "layernorm",
-        (_x(), Arg("dims", int_arg(1), 1), Arg("eps", float_arg(minimum=0.0), 1e-5)),
+        (_x(), Arg("dims", int_arg(1), 1), Arg("eps", float_arg(minimum=0.0), 1e-5, keyword_only=True)),
         _layernorm_infer,
         "layer",
         params=lambda inputs, attrs: {
@@ -463,6 +484,8 @@ LAYERNORM = register(
             x, b.param("weight"), b.param("bias"), axis=-dims, epsilon=eps
         ),
         train=_layernorm_train,
+        too_many="layernorm takes one positional argument besides its input, `dims`, the number of trailing "
+        "axes it normalizes: their sizes come from the input",
         grad=NORM_GRAD,
         grad_reads_output=False,
     )
@@ -491,7 +514,7 @@ def _groupnorm_infer(inputs, attrs):
 GROUPNORM = register(
     OpDef(
         "groupnorm",
-        (_x(), Arg("groups", int_arg(1)), Arg("eps", float_arg(minimum=0.0), 1e-5)),
+        (_x(), Arg("groups", int_arg(1)), Arg("eps", float_arg(minimum=0.0), 1e-5, keyword_only=True)),
         _groupnorm_infer,
         "layer",
         params=lambda inputs, attrs: {
@@ -504,6 +527,8 @@ GROUPNORM = register(
         train=_groupnorm_train,
         grad=NORM_GRAD,
         grad_reads_output=False,
+        too_many="groupnorm takes one positional argument besides its input, the number of groups: the channels "
+        "come from the input (nn.GroupNorm(32, 64) is `groupnorm(32)` here)",
     )
 )
 
@@ -529,9 +554,444 @@ EMBEDDING = register(
         "layer",
         params=lambda inputs, attrs: {"weight": (attrs["num"], attrs["dim"])},
         init=lambda node: {"weight": Init("normal", std=1.0)},
-        torch=lambda t, ids, *, num, dim: t.layer("nn.Embedding", num, dim)(ids),
+        torch=lambda t, ids, *, num, dim: (
+            t.call("F.embedding", ids, t.param("weight")) if t.tied else t.layer("nn.Embedding", num, dim)(ids)
+        ),
         onnx=lambda b, ids, *, num, dim: b.Gather(b.param("weight"), ids, axis=0),
         grad=_embedding_grad,
         grad_reads_output=False,
     )
 )
+
+
+# ---------------------------------------------------------------- attention / recurrent
+# Optional tensor inputs (`mask=`, `h0=`, `c0=`): one given comes among the node's inputs,
+# after the required ones, in signature order; one left out is the attribute None.
+
+
+def _given(names, inputs, attrs) -> dict:
+    """The optional tensor inputs by name (None where left out), from what follows the
+    required inputs."""
+    rest = iter(inputs)
+    return {name: None if name in attrs and attrs[name] is None else next(rest, None) for name in names}
+
+
+def _attention_infer(inputs, attrs):
+    q, k, v = inputs[:3]
+    mask = _given(("mask",), inputs[3:], attrs)["mask"]
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        require_float("attention", t, f"`{name}`")
+        if t.rank < 2:
+            raise ShapeError(f"attention expects `{name}` with at least two axes [..., L, E], got {t}")
+    if k.dtype != q.dtype or v.dtype != q.dtype:
+        raise ShapeError(f"attention needs q, k and v of one dtype, got {q.dtype}, {k.dtype} and {v.dtype}")
+    if D.provably_unequal(q.shape[-1], k.shape[-1]):
+        raise ShapeError(
+            f"attention needs q and k with one embedding size (the last axis), got {D.shape_text(q.shape)} "
+            f"and {D.shape_text(k.shape)}"
+        )
+    if D.provably_unequal(k.shape[-2], v.shape[-2]):
+        raise ShapeError(
+            f"attention needs k and v with one sequence length (axis -2), got {D.shape_text(k.shape)} "
+            f"and {D.shape_text(v.shape)}"
+        )
+    batch = broadcast(q.shape[:-2], k.shape[:-2])
+    batch = broadcast(batch, v.shape[:-2]) if batch is not None else None
+    if batch is None:
+        raise ShapeError(
+            f"attention cannot broadcast the batch axes of q {D.shape_text(q.shape)}, k {D.shape_text(k.shape)} "
+            f"and v {D.shape_text(v.shape)}"
+        )
+    scores = batch + (q.shape[-2], k.shape[-2])
+    if mask is not None:
+        if attrs["causal"]:
+            raise ShapeError("attention takes a `mask` or causal=true, not both", arg="causal")
+        if mask.dtype != "bool" and mask.dtype != q.dtype:
+            raise ShapeError(
+                f"attention needs a bool mask (true attends) or a {q.dtype} one (added to the scores), "
+                f"got {mask.dtype}",
+                arg="mask",
+            )
+        if broadcast(mask.shape, scores) != scores:
+            raise ShapeError(
+                f"attention: the mask of shape {D.shape_text(mask.shape)} does not broadcast to the scores' "
+                f"shape {D.shape_text(scores)} [..., T, S]",
+                arg="mask",
+            )
+    return [TensorType(batch + (q.shape[-2], v.shape[-1]), q.dtype)]
+
+
+def _attention_torch(t, q, k, v, mask=None, *, causal, scale):
+    extra = {"attn_mask": mask} if mask is not None else {}
+    return t.call(
+        "F.scaled_dot_product_attention",
+        q,
+        k,
+        v,
+        **extra,
+        is_causal=t.opt(causal, False),
+        scale=t.opt(scale, None),
+    )
+
+
+def _attention_weights_onnx(b, q, k, mask, causal, scale):
+    """softmax(q k^T * scale, masked) over the last axis, as F.scaled_dot_product_attention
+    computes it: a bool mask (or the causal lower triangle) keeps the scores where true and
+    sets the others to -inf; a float mask is added."""
+    perm = list(range(k.rank))
+    perm[-2:] = perm[-1], perm[-2]
+    scores = b.MatMul(q, b.Transpose(k, perm=perm))
+    if scale is None and isinstance(q.shape[-1], int):
+        scale = 1 / q.shape[-1] ** 0.5
+    if scale is None:  # 1/sqrt(E), from the run-time size where E is symbolic
+        size = b.Cast(b.dim(q.shape[-1]), to=b.element_type(q.dtype))
+        factor = b.Reciprocal(b.Sqrt(size))
+    else:
+        factor = b.const(scale, q.dtype)
+    scores = b.Mul(scores, factor)
+    minus_inf = b.const(float("-inf"), q.dtype)
+    if causal:
+        ones = b.ConstantOfShape(b.shape((q.shape[-2], k.shape[-2])), value=b.tensor([1.0], q.dtype))
+        keep = b.Cast(b.Trilu(ones, upper=0), to=b.element_type("bool"))
+        scores = b.Where(keep, scores, minus_inf)
+    elif mask is not None and mask.dtype == "bool":
+        scores = b.Where(mask, scores, minus_inf)
+    elif mask is not None:
+        scores = b.Add(scores, mask)
+    return b.Softmax(scores, axis=-1)
+
+
+def _attention_onnx(b, q, k, v, mask=None, *, causal, scale):
+    return b.MatMul(_attention_weights_onnx(b, q, k, mask, causal, scale), v)
+
+
+def _attention_grad(d, g, y, q, k, v, mask=None, *, causal, scale):
+    """With p = softmax(s), s = q k^T * scale (+ mask): dv = p^T g; ds = p * (dp - sum(dp * p))
+    along the keys, dp = g v^T; dq = ds k * scale, dk = ds^T q * scale; a float mask gets ds.
+    p is recomputed (attention_weights), as the fused kernel's backward does."""
+    given = [mask] if mask is not None else []
+    p = d.apply("attention_weights", q, k, *given, causal=causal, scale=scale)
+    dv = d.transpose(p) @ g
+    dp = g @ d.transpose(v)
+    ds = p * (dp - d.apply("sum", dp * p, axes=(p.rank - 1,), keepdim=True))
+    if scale is None:
+        factor = 1.0 / d.apply("sqrt", d.count(q, (q.rank - 1,))) if not isinstance(q.shape[-1], int) else None
+        factor = factor if factor is not None else 1.0 / q.shape[-1] ** 0.5
+    else:
+        factor = scale
+    dq, dk = (ds @ k) * factor, (d.transpose(ds) @ q) * factor
+    dmask = ds if mask is not None and mask.dtype != "bool" else None
+    return (dq, dk, dv, dmask) if mask is not None else (dq, dk, dv)
+
+
+def _optional_tensor(name):
+    return Arg(name, None, None, tensor=True)
+
+
+def _scale_arg(value):
+    """A positive number; None (the default, which no spec can write) is 1/sqrt(E)."""
+    return None if value is None else _positive_scale(value)
+
+
+_positive_scale = float_arg(below=float("inf"))
+
+
+ATTENTION = register(
+    OpDef(
+        "attention",
+        (
+            Arg("q", None, tensor=True),
+            Arg("k", None, tensor=True),
+            Arg("v", None, tensor=True),
+            _optional_tensor("mask"),
+            Arg("causal", bool_arg, False),
+            Arg("scale", _scale_arg, None),
+        ),
+        _attention_infer,
+        "structure",
+        doc="softmax(q k^T * scale + mask) v, as F.scaled_dot_product_attention",
+        torch=_attention_torch,
+        onnx=_attention_onnx,
+        grad=_attention_grad,
+    )
+)
+
+
+def _attention_weights_infer(inputs, attrs):
+    q, k = inputs[:2]
+    (out,) = _attention_infer([q, k, k, *inputs[2:]], attrs)
+    return [TensorType(out.shape[:-1] + (k.shape[-2],), q.dtype)]
+
+
+def _attention_weights_torch(t, q, k, mask=None, *, causal, scale):
+    """The weights as F.scaled_dot_product_attention's reference computes them."""
+    scores = f"{q} @ {k}.transpose(-2, -1)"
+    factor = t.literal(scale) if scale is not None else f"{q}.shape[-1] ** -0.5"
+    scores = f"({scores}) * {factor}"
+    if causal:
+        keep = f"torch.ones({q}.shape[-2], {k}.shape[-2], dtype=torch.bool, device={q}.device).tril()"
+        scores = f"({scores}).masked_fill({keep}.logical_not(), float('-inf'))"
+    elif mask is not None and mask.type.dtype == "bool":
+        scores = f"({scores}).masked_fill({mask}.logical_not(), float('-inf'))"
+    elif mask is not None:
+        scores = f"{scores} + {mask}"
+    return t.call("torch.softmax", t.code(scores), -1)
+
+
+# softmax(q k^T * scale, masked): the attention weights, which attention's gradient reads
+ATTENTION_WEIGHTS = register(
+    OpDef(
+        "attention_weights",
+        (
+            Arg("q", None, tensor=True),
+            Arg("k", None, tensor=True),
+            _optional_tensor("mask"),
+            Arg("causal", bool_arg, False),
+            Arg("scale", _scale_arg, None),
+        ),
+        _attention_weights_infer,
+        "structure",
+        torch=_attention_weights_torch,
+        onnx=lambda b, q, k, mask=None, *, causal, scale: _attention_weights_onnx(b, q, k, mask, causal, scale),
+        grad=NoGrad("used only in attention's gradient, which is not differentiated again"),
+        hidden=True,
+    )
+)
+
+
+# ---------------------------------------------------------------- language 1.1: param
+
+
+def _param_shape(value):
+    """A learned tensor's shape: compile-time ints of at least 1; an int alone is a 1-tuple."""
+    items = value if isinstance(value, tuple) else (value,)
+    for item in items:
+        if isinstance(item, D.Dim):
+            raise ArgError(
+                f"holds compile-time ints, but {item.text()} is a symbolic dimension, known only at run time: "
+                "a parameter's size is fixed when the network is built"
+            )
+        if not is_int(item) or item < 1:
+            raise ArgError(f"needs a tuple of sizes of at least 1, got {describe(value)}")
+    return tuple(items)
+
+
+def _param_init(node):
+    init, scale = node.attrs["init"], node.attrs["scale"]
+    if init == "normal":
+        return {"": Init("normal", std=scale)}
+    return {"": constant(0.0 if init == "zeros" else scale)}
+
+
+def _param_torch(t, *, shape, init, scale):
+    function = {"zeros": "torch.zeros", "ones": "torch.ones", "normal": "torch.randn"}[init]
+    # `torch.ones(...) * scale` stays float where the scale is spelled as a block's int argument
+    return t.learned(function, *shape, times=scale if init != "zeros" and (scale != 1.0 or _spelled(scale)) else None)
+
+
+def _spelled(value) -> bool:
+    """A value the torch backend writes as the spec's expression (a block argument)."""
+    return type(value) not in (int, float)
+
+
+# A learned tensor no layer owns. Its one parameter has the empty local name: its full name
+# is the instance path itself (`Node.param_name`), `encoder.pos_embedding`, no `.weight`.
+# Its value is the parameter itself, so it keeps grad_reads_output (the default): nothing
+# overwrites it in place.
+PARAM = register(
+    OpDef(
+        "param",
+        (
+            Arg("shape", _param_shape),
+            Arg("init", choice_arg("zeros", "ones", "normal"), "zeros"),
+            Arg("scale", float_arg(), 1.0),
+        ),
+        lambda inputs, attrs: [TensorType(attrs["shape"], "float32")],
+        "layer",
+        params=lambda inputs, attrs: {"": attrs["shape"]},
+        doc='a learned tensor; init "zeros", "ones" or "normal" (standard normal), times scale',
+        init=_param_init,
+        torch=_param_torch,
+        onnx=lambda b, *, shape, init, scale: b.param(""),
+        grad=lambda d, g, y, **attrs: d.param_grad("", g),
+    )
+)
+
+
+# lstm and gru: nn.LSTM / nn.GRU, batch first. Their parameters, per layer and direction,
+# in torch's order: weight_ih_l{k}[_reverse] [G * hidden, in], weight_hh_l{k} [G * hidden,
+# hidden], bias_ih_l{k}, bias_hh_l{k} [G * hidden]; G gates (4 for lstm, 3 for gru).
+_GATES = {"lstm": 4, "gru": 3}
+_STATES = {"lstm": ("h0", "c0"), "gru": ("h0",)}
+
+
+def _directions(attrs) -> int:
+    return 2 if attrs["bidirectional"] else 1
+
+
+def _rnn_names(attrs):
+    """(layer, suffix, input is the layer below's) for each layer and direction, in torch's order."""
+    suffixes = ("", "_reverse") if attrs["bidirectional"] else ("",)
+    return [(k, suffix) for k in range(attrs["layers"]) for suffix in suffixes]
+
+
+def _rnn_infer(name):
+    def infer(inputs, attrs):
+        x = inputs[0]
+        states = _given(_STATES[name], inputs[1:], attrs)
+        require_float(name, x)
+        require_rank(name, x, (3,), "N, T, C: batch first")
+        static(name, x.shape[2], "number of input features (axis 2)")
+        hidden, d = attrs["hidden"], _directions(attrs)
+        state = TensorType((d * attrs["layers"], x.shape[0], hidden), x.dtype)
+        for key, t in states.items():
+            if t is None:
+                continue
+            if t.dtype != x.dtype:
+                raise ShapeError(f"{name} needs `{key}` of the input's dtype {x.dtype}, got {t.dtype}", arg=key)
+            if t.rank != 3 or any(D.provably_unequal(a, b) for a, b in zip(t.shape, state.shape)):
+                raise ShapeError(
+                    f"{name} needs `{key}` of shape {D.shape_text(state.shape)} [directions * layers, N, hidden], "
+                    f"got {D.shape_text(t.shape)}",
+                    arg=key,
+                )
+        out = TensorType((x.shape[0], x.shape[1], d * hidden), x.dtype)
+        return [out] + [state] * len(_STATES[name])
+
+    return infer
+
+
+def _rnn_params(name):
+    def params(inputs, attrs):
+        hidden, gates = attrs["hidden"], _GATES[name]
+        shapes = {}
+        for k, suffix in _rnn_names(attrs):
+            size = inputs[0].shape[2] if k == 0 else _directions(attrs) * hidden
+            shapes[f"weight_ih_l{k}{suffix}"] = (gates * hidden, size)
+            shapes[f"weight_hh_l{k}{suffix}"] = (gates * hidden, hidden)
+            shapes[f"bias_ih_l{k}{suffix}"] = (gates * hidden,)
+            shapes[f"bias_hh_l{k}{suffix}"] = (gates * hidden,)
+        return shapes
+
+    return params
+
+
+def _rnn_init(node):
+    """nn.LSTM and nn.GRU draw every weight and bias from uniform(+-1/sqrt(hidden))."""
+    bound = 1 / node.attrs["hidden"] ** 0.5
+    return {local: uniform(bound) for local in node.params}
+
+
+def _rnn_torch(name):
+    def lower(t, x, *given, hidden, layers, bidirectional, **absent):
+        states = _given(_STATES[name], given, absent)
+        cls = "nn.LSTM" if name == "lstm" else "nn.GRU"
+        module = t.layer(
+            cls,
+            x.shape[2],
+            hidden,
+            num_layers=t.opt(layers, 1),
+            bidirectional=t.opt(bidirectional, False),
+            batch_first=True,
+        )
+        if name == "gru":
+            return module(x, states["h0"]) if states["h0"] is not None else module(x)
+        h0, c0 = states["h0"], states["c0"]
+        if h0 is None and c0 is None:
+            return t.unpack("{}, ({}, {})", module(x))
+        h0 = h0 if h0 is not None else t.call("torch.zeros_like", c0)
+        c0 = c0 if c0 is not None else t.call("torch.zeros_like", h0)
+        return t.unpack("{}, ({}, {})", module(x, t.code(f"({h0}, {c0})")))
+
+    return lower
+
+
+# ONNX's gate order from torch's: LSTM i, f, g, o -> i, o, f, c; GRU r, z, n -> z, r, h
+_ONNX_GATES = {"lstm": (0, 3, 1, 2), "gru": (1, 0, 2)}
+
+
+def _rnn_onnx(name):
+    def lower(b, x, *given, hidden, layers, bidirectional, **absent):
+        """One ONNX LSTM (GRU) per layer on [T, N, C], its weights stacked per direction
+        from torch's tensors (read by torch's names), the gates reordered."""
+        states = _given(_STATES[name], given, absent)
+        d, gates = (2 if bidirectional else 1), _GATES[name]
+        suffixes = ("", "_reverse")[:d]
+
+        def weight(local):
+            parts = b.Split(b.param(local), b.ints([hidden] * gates), axis=0, outputs=gates)
+            return b.Concat(*(parts[i] for i in _ONNX_GATES[name]), axis=0)
+
+        def stacked(*locals_):
+            """[d, ...]: each direction's tensor (the locals joined along axis 0) on a new axis 0."""
+            per = []
+            for suffix in suffixes:
+                joined = [weight(f"{local}{suffix}") for local in locals_]
+                per.append(b.Unsqueeze(joined[0] if len(joined) == 1 else b.Concat(*joined, axis=0), b.ints([0])))
+            return per[0] if d == 1 else b.Concat(*per, axis=0)
+
+        seq = b.Transpose(x, perm=[1, 0, 2])  # [T, N, C]
+        finals = {key: [] for key in _STATES[name]}
+        extra = {"linear_before_reset": 1} if name == "gru" else {}
+        for k in range(layers):
+            initial = []
+            for key in _STATES[name]:
+                state = states[key]
+                initial.append(
+                    None if state is None else b.Slice(state, b.ints([k * d]), b.ints([(k + 1) * d]), b.ints([0]))
+                )
+            results = b.op(
+                "LSTM" if name == "lstm" else "GRU",
+                seq,
+                stacked(f"weight_ih_l{k}"),
+                stacked(f"weight_hh_l{k}"),
+                stacked(f"bias_ih_l{k}", f"bias_hh_l{k}"),
+                None,
+                *initial,
+                outputs=1 + len(_STATES[name]),
+                hidden_size=hidden,
+                direction="bidirectional" if bidirectional else "forward",
+                **extra,
+            )
+            y = results[0]  # [T, d, N, hidden]
+            for key, value in zip(_STATES[name], results[1:]):
+                finals[key].append(value)
+            last = k == layers - 1
+            joined = b.Transpose(y, perm=[2, 0, 1, 3] if last else [0, 2, 1, 3])  # the directions side by side
+            seq = b.Reshape(joined, b.ints([0, 0, -1]))
+        outs = [b.Concat(*v, axis=0) if len(v) > 1 else v[0] for v in finals.values()]
+        return (seq, *outs)
+
+    return lower
+
+
+def _rnn(name):
+    states = tuple(_optional_tensor(key) for key in _STATES[name])
+    return register(
+        OpDef(
+            name,
+            (
+                _x(),
+                Arg("hidden", int_arg(1)),
+                Arg("layers", int_arg(1), 1),
+                Arg("bidirectional", bool_arg, False),
+                *states,
+            ),
+            _rnn_infer(name),
+            "layer",
+            params=_rnn_params(name),
+            init=_rnn_init,
+            n_outputs=1 + len(_STATES[name]),
+            doc=f"[N, T, C] -> out [N, T, D * hidden], {', '.join(k[0] for k in _STATES[name])}: nn.{name.upper()}",
+            torch=_rnn_torch(name),
+            onnx=_rnn_onnx(name),
+            grad=NoGrad(
+                f"netc has no gradient rule for {name} yet (backpropagation through time over the unrolled "
+                "steps); torch.autograd differentiates the emitted nn module"
+            ),
+        )
+    )
+
+
+LSTM = _rnn("lstm")
+GRU = _rnn("gru")

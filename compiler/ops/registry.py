@@ -50,6 +50,10 @@ class Arg:
     default: object = REQUIRED
     tensor: bool = False
     variadic: bool = False  # collects every remaining positional tensor (concat)
+    keyword_only: bool = False  # `eps=1e-3`, never positional (it and every argument after it)
+    # a number given for this tensor becomes a 0-d constant of the dtype of the call's other
+    # such argument (`where(m, x, 0.0)`)
+    scalar: bool = False
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,9 @@ class OpDef:
     train: Callable | None = None
     hidden: bool = False  # internal to the compiler (the backward graph's ops): specs cannot call it
     factor: str = ""  # an element-wise function's gradient factor, as LANGUAGE.md writes it
+    # The error for more positional arguments than the op takes, where a PyTorch habit
+    # explains them (`batchnorm(64)`: the channels come from the input); "" for the plain one.
+    too_many: str = ""
 
 
 @dataclass(frozen=True)
@@ -118,6 +125,9 @@ def register(op: OpDef) -> OpDef:
     if op.name in REGISTRY:
         raise ValueError(f"op {op.name!r} registered twice")
     names = [a.name for a in op.args]
+    keyword_only = [a.keyword_only for a in op.args]
+    if keyword_only != sorted(keyword_only):
+        raise ValueError(f"op {op.name!r}: a keyword-only argument comes before a positional one")
     if len(set(names)) != len(names) or "name" in names:
         raise ValueError(f"op {op.name!r}: bad argument names {names}")
     if (op.params or op.buffers) and op.init is None:
@@ -388,6 +398,10 @@ def binary(name: str, symbol: str, verb: str, onnx: str, doc: str = "", **rules)
         a, b = inputs
         if a.dtype != b.dtype:
             raise ShapeError(f"cannot {verb} tensors of dtypes {a.dtype} and {b.dtype}")
+        if a.dtype == "bool":
+            raise ShapeError(
+                f'cannot {verb} bool tensors: use logical_and, logical_or or logical_not, or cast(x, "float32") first'
+            )
         shape = broadcast(a.shape, b.shape)
         if shape is None:
             raise ShapeError(f"cannot {verb} tensors of shapes {shape_text(a.shape)} and {shape_text(b.shape)}")

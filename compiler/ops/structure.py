@@ -11,12 +11,16 @@ from ..limits import MAX_RANK
 from .layers import conv_length
 from .registry import (
     Arg,
+    ArgError,
+    NoGrad,
     OpDef,
     ShapeError,
     axes_arg,
     bool_arg,
     choice_arg,
+    describe,
     dims_arg,
+    float_arg,
     int_arg,
     ints_arg,
     is_int,
@@ -265,6 +269,22 @@ def _stride_or_kernel(value):
     return None if value is None else ints_arg(2, 1)(value)
 
 
+def pool_length(name, length, k, s, p, ceil_mode):
+    """PyTorch's pooled length: floor((L + 2p - k) / s) + 1, or with ceil_mode the ceiling,
+    less one where that last window would start in the end padding (PyTorch's rule)."""
+    if not ceil_mode:
+        return conv_length(length, k, s, p, 1)
+    out = D.add(D.floordiv(D.add(length, 2 * p - k + s - 1), s), 1)
+    if isinstance(length, int):
+        return out - 1 if (out - 1) * s >= length + p else out
+    if s > k - p:  # the last window may start in the padding, which depends on the size
+        raise ShapeError(
+            f"{name}: ceil_mode with stride {s} > kernel {k} - padding {p} needs a known input size, got {length}",
+            arg="ceil_mode",
+        )
+    return out
+
+
 def _pool_infer(name):
     def infer(inputs, attrs):
         (x,) = inputs
@@ -276,7 +296,8 @@ def _pool_infer(name):
             k, s, p = attrs["kernel"][i], stride[i], attrs["padding"][i]
             if p > k // 2:
                 raise ShapeError(f"{name}: padding {p} is more than half the kernel {k}", arg="padding")
-            dims.append(positive(name, conv_length(length, k, s, p, 1), ("output height", "output width")[i]))
+            out = pool_length(name, length, k, s, p, attrs["ceil_mode"])
+            dims.append(positive(name, out, ("output height", "output width")[i]))
         return [TensorType(x.shape[:2] + tuple(dims), x.dtype)]
 
     return infer
@@ -288,14 +309,36 @@ def _pool(name, doc, torch_function, onnx_op, grad, **onnx_attrs):
         Arg("kernel", ints_arg(2, 1)),
         Arg("stride", _stride_or_kernel, None),
         Arg("padding", ints_arg(2, 0), 0),
+        Arg("ceil_mode", bool_arg, False),
     )
+    if onnx_op == "AveragePool":
+        args += (Arg("count_include_pad", bool_arg, True),)
 
-    def to_torch(t, x, *, kernel, stride, padding):
-        return t.call(torch_function, x, kernel, stride=t.opt(stride, kernel), padding=t.opt(padding, 0))
+    def to_torch(t, x, *, kernel, stride, padding, ceil_mode, **counting):
+        extra = {"ceil_mode": t.opt(ceil_mode, False)}
+        if counting:
+            extra["count_include_pad"] = t.opt(counting["count_include_pad"], True)
+        return t.call(torch_function, x, kernel, stride=t.opt(stride, kernel), padding=t.opt(padding, 0), **extra)
 
-    def to_onnx(b, x, *, kernel, stride, padding):
+    def to_onnx(b, x, *, kernel, stride, padding, ceil_mode, **counting):
         pads = list(padding) * 2
-        return b.op(onnx_op, x, kernel_shape=list(kernel), strides=list(stride), pads=pads, **onnx_attrs)
+        extra = dict(onnx_attrs)
+        if ceil_mode:
+            extra["ceil_mode"] = 1
+        if counting:
+            extra["count_include_pad"] = int(counting["count_include_pad"])
+        y = b.op(onnx_op, x, kernel_shape=list(kernel), strides=list(stride), pads=pads, **extra)
+        if ceil_mode:  # ONNX keeps a last window that starts in the padding; PyTorch drops it
+            sizes = b.node.outputs[0].shape[2:]
+            onnx_sizes = [
+                pool_length(name, n, k, s, p, True)
+                if not isinstance(n, int)
+                else D.floordiv(n + 2 * p - k + s - 1, s) + 1
+                for n, k, s, p in zip(x.shape[2:], kernel, stride, padding)
+            ]
+            if list(sizes) != onnx_sizes:
+                y = b.Slice(y, b.ints([0, 0]), b.ints(sizes), b.ints([2, 3]))
+        return y
 
     return register(
         OpDef(
@@ -316,8 +359,8 @@ def _pool_grad(internal):
     """dx of a pool: each window's gradient to its argmax (max) or spread evenly over its
     cells, padding counted (avg); overlapping windows sum."""
 
-    def grad(d, g, y, x, *, kernel, stride, padding):
-        return d.apply(internal, g, x, kernel=kernel, stride=stride, padding=padding)
+    def grad(d, g, y, x, *, kernel, stride, padding, **modes):
+        return d.apply(internal, g, x, kernel=kernel, stride=stride, padding=padding, **modes)
 
     return grad
 
@@ -327,11 +370,10 @@ MAXPOOL2D = _pool(
 )
 AVGPOOL2D = _pool(
     "avgpool2d",
-    "average pooling, counting padding; stride defaults to the kernel",
+    "average pooling, counting padding unless count_include_pad=false; stride defaults to the kernel",
     "F.avg_pool2d",
     "AveragePool",
     _pool_grad("avgpool2d_grad"),
-    count_include_pad=1,
 )
 
 
@@ -339,22 +381,37 @@ def _adaptive_infer(inputs, attrs):
     (x,) = inputs
     require_float("adaptive_avgpool2d", x)
     require_rank("adaptive_avgpool2d", x, (4,), "N, C, H, W")
-    size = attrs["size"]
-    for axis, (length, want) in enumerate(zip(x.shape[2:], size)):
-        if want != 1 and isinstance(length, int) and length % want:
-            what = ("height", "width")[axis]
-            raise ShapeError(
-                f"adaptive_avgpool2d: the output size {want} must be 1 or divide the input {what} {length}",
-                arg="size",
-            )
-    return [TensorType(x.shape[:2] + tuple(size), x.dtype)]
+    return [TensorType(x.shape[:2] + tuple(attrs["size"]), x.dtype)]
+
+
+def adaptive_bins(length: int, size: int) -> list[tuple[int, int]]:
+    """PyTorch's bins: output i averages [floor(i L / size), ceil((i + 1) L / size))."""
+    return [(i * length // size, -(-(i + 1) * length // size)) for i in range(size)]
+
+
+def _adaptive_slices_onnx(b, x, size):
+    """Known sizes that the output does not divide: each bin a Slice and a ReduceMean, per
+    axis (a rectangle's mean is the mean of its rows' means: every row has one length)."""
+    for axis, (length, want) in enumerate(zip(x.shape[2:], size), start=2):
+        if length % want == 0:
+            kernel = [length // want if a == axis else 1 for a in (2, 3)]
+            x = b.AveragePool(x, kernel_shape=kernel, strides=kernel)
+            continue
+        parts = [
+            b.reduce("ReduceMean", b.Slice(x, b.ints([start]), b.ints([end]), b.ints([axis])), (axis,), keepdims=True)
+            for start, end in adaptive_bins(length, want)
+        ]
+        x = b.Concat(*parts, axis=axis)
+    return x
 
 
 def _adaptive_onnx(b, x, *, size):
     if size == (1, 1):
         return b.GlobalAveragePool(x)
     height, width = x.shape[2:]
-    if isinstance(height, int) and isinstance(width, int):  # each size divides its axis
+    if isinstance(height, int) and isinstance(width, int):
+        if height % size[0] or width % size[1]:
+            return _adaptive_slices_onnx(b, x, size)
         kernel = [height // size[0], width // size[1]]
         return b.AveragePool(x, kernel_shape=kernel, strides=kernel)
     # [N, C, sh, H // sh, sw, W // sw], averaged over the two inner axes
@@ -368,6 +425,12 @@ def _adaptive_grad(d, g, y, x, *, size):
     if size == (1, 1):
         return d.apply("broadcast_like", g, x) * d.mean_factor(x, (2, 3))
     lengths = x.shape[2:]
+    if all(isinstance(n, int) for n in lengths) and any(n % s for n, s in zip(lengths, size)):
+        # y = A_h x A_w^T per channel, A the bins' averaging matrices: dx = A_h^T g A_w
+        height, width = (_bin_matrix(n, s) for n, s in zip(lengths, size))
+        columns = d.apply("constant_tensor", g, value=width)  # [w, W]
+        rows = d.apply("constant_tensor", g, value=tuple(zip(*height)))  # [H, h]
+        return rows @ (g @ columns)
     if not all(isinstance(n, int) and n % s == 0 for n, s in zip(lengths, size)):
         raise NetcError(
             f"cannot derive the gradient of adaptive_avgpool2d to size {short(size)} on an input of "
@@ -378,6 +441,13 @@ def _adaptive_grad(d, g, y, x, *, size):
         )
     kernel = tuple(n // s for n, s in zip(lengths, size))
     return d.apply("avgpool2d_grad", g, x, kernel=kernel, stride=kernel, padding=(0, 0))
+
+
+def _bin_matrix(length: int, size: int) -> tuple:
+    rows = []
+    for start, end in adaptive_bins(length, size):
+        rows.append(tuple(1.0 / (end - start) if start <= j < end else 0.0 for j in range(length)))
+    return tuple(rows)
 
 
 ADAPTIVE_AVGPOOL2D = register(
@@ -625,5 +695,481 @@ CROSS_ENTROPY = register(
         torch=lambda t, logits, labels: t.call("F.cross_entropy", logits, labels),
         onnx=lambda b, logits, labels: b.SoftmaxCrossEntropyLoss(logits, labels, reduction="mean"),
         grad=_cross_entropy_grad,
+    )
+)
+
+# ---------------------------------------------------------------- indexing
+
+# `x[...]`: the elaborator normalizes the index to one entry per axis: an int (or dimension)
+# picks one position and drops the axis; a (start, stop, step) triple slices it, None for an
+# omitted part, as the spec wrote it (negative bounds count from the end). FULL_SLICE is `:`.
+FULL_SLICE = (None, None, None)
+INT64_MAX = 2**63 - 1
+
+
+def is_slice(entry) -> bool:
+    return isinstance(entry, tuple)
+
+
+def _slice_bound(bound, length, default):
+    """A slice bound as a position in 0..length, clamped as Python clamps it where that is
+    provable; on a symbolic axis a bound is taken to lie within it."""
+    if bound is None:
+        return default
+    if isinstance(bound, int) and bound < 0:
+        bound = D.add(length, bound)
+        low = D.at_most(bound)
+        return 0 if low is not None and low < 0 else bound
+    if D.compare(bound, length) in (0, 1):
+        return length
+    return bound
+
+
+def resolve_index(index, shape) -> list:
+    """Per axis: ("full",), ("int", position) or ("slice", start, length, step), positions
+    counted from 0 (dimensions where the axis is symbolic). Raises ShapeError, naming the
+    axis (`axis{k}`) whose entry is at fault."""
+    out = []
+    for axis, (entry, length) in enumerate(zip(index, shape)):
+        where = f"axis{axis}"
+        if not is_slice(entry):
+            position = D.add(length, entry) if isinstance(entry, int) and entry < 0 else entry
+            below, beyond = D.compare(position, 0), D.compare(position, length)
+            if below == -1 or beyond in (0, 1):
+                raise ShapeError(
+                    f"index {short(entry)} is out of range for axis {axis} of size {length}"
+                    + (f" (valid: {-length} to {length - 1})" if isinstance(length, int) else ""),
+                    arg=where,
+                )
+            out.append(("int", position))
+            continue
+        if entry == FULL_SLICE:
+            out.append(("full",))
+            continue
+        start, stop, step = entry
+        step = step or 1
+        if isinstance(length, int) and all(b is None or isinstance(b, int) for b in (start, stop)):
+            first, last, _ = slice(start, stop, step).indices(length)
+            size = len(range(first, last, step))
+        else:
+            first, last = _slice_bound(start, length, 0), _slice_bound(stop, length, length)
+            size = D.floordiv(D.add(D.sub(last, first), step - 1), step) if step > 1 else D.sub(last, first)
+        most = D.at_most(size)
+        if most is not None and most < 1:
+            raise ShapeError(f"the slice {_slice_text(entry)} of axis {axis} (size {length}) is empty", arg=where)
+        out.append(("slice", first, size, step))
+    return out
+
+
+def _slice_text(entry, dim=short) -> str:
+    start, stop, step = entry
+    text = ("" if start is None else dim(start)) + ":" + ("" if stop is None else dim(stop))
+    return text + (f":{dim(step)}" if step not in (None, 1) else "")
+
+
+def _getitem_infer(inputs, attrs):
+    (x,) = inputs
+    index = attrs["index"]
+    if len(index) != x.rank:
+        raise ShapeError(f"an index of {len(index)} axes for a tensor of rank {x.rank}")
+    shape = []
+    for entry, length in zip(resolve_index(index, x.shape), x.shape):
+        if entry[0] == "full":
+            shape.append(length)
+        elif entry[0] == "slice":
+            shape.append(entry[2])
+    return [TensorType(tuple(shape), x.dtype)]
+
+
+def _index_text(t, index) -> str:
+    """The index as Python writes it: trailing `:` dropped, `...` for two or more leading ones."""
+    items = [_slice_text(e, t.dim) if is_slice(e) else t.dim(e) for e in index]
+    while items and items[-1] == ":":
+        items.pop()
+    lead = next((i for i, item in enumerate(items) if item != ":"), len(items))
+    if lead >= 2:
+        items = ["..."] + items[lead:]
+    return ", ".join(items) if items else "..."
+
+
+def _getitem_onnx(b, x, *, index):
+    starts, ends, axes, steps, dropped = [], [], [], [], []
+    for axis, entry in enumerate(index):
+        if is_slice(entry):
+            if entry == FULL_SLICE:
+                continue
+            start, stop, step = entry
+            starts.append(0 if start is None else start)
+            ends.append(INT64_MAX if stop is None else stop)
+            steps.append(step or 1)
+        else:
+            starts.append(entry)
+            ends.append(INT64_MAX if isinstance(entry, int) and entry == -1 else D.add(entry, 1))
+            steps.append(1)
+            dropped.append(axis)
+        axes.append(axis)
+    if not axes:
+        return b.Identity(x)
+    y = b.Slice(x, b.shape(starts), b.shape(ends), b.ints(axes), b.ints(steps))
+    return b.Squeeze(y, b.ints(dropped)) if dropped else y
+
+
+GETITEM = register(
+    OpDef(
+        "getitem",
+        (Arg("x", None, tensor=True), Arg("index", lambda value: value)),
+        _getitem_infer,
+        "operator",  # written `x[:, 0]`, not called by name
+        doc="NumPy basic indexing: x[:, 0], x[..., 1:3], x[:, ::2]",
+        torch=lambda t, x, *, index: f"{x}[{_index_text(t, index)}]",
+        onnx=_getitem_onnx,
+        grad=lambda d, g, y, x, *, index: d.apply("getitem_grad", g, x, index=index),
+        grad_reads_output=False,
+    )
+)
+
+
+def _getitem_grad_torch(t, g, like, *, index):
+    """Scatters g into zeros of like's shape, one indexed axis at a time (outermost first):
+    torch.select_scatter for an int, torch.slice_scatter for a slice."""
+    steps = []  # (axis as counted after the earlier ints dropped theirs, entry)
+    dropped = 0
+    for axis, entry in enumerate(index):
+        if entry != FULL_SLICE:
+            steps.append((axis - dropped, entry))
+            dropped += not is_slice(entry)
+
+    def scatter(k, base):
+        axis, entry = steps[k]
+        sub = f"{base}[{_index_text(t, (FULL_SLICE,) * axis + (entry,))}]"
+        if k < len(steps) - 1:
+            inner = scatter(k + 1, sub)
+        else:  # a scalar loss's seed is the literal 1.0, which the scatters do not take
+            inner = g if g.atom is False or str(g).isidentifier() else f"torch.full_like({sub}, {g})"
+        zeros = f"torch.zeros_like({base})"
+        if not is_slice(entry):
+            return f"torch.select_scatter({zeros}, {inner}, {axis}, {t.dim(entry)})"
+        start, stop, step = (None if b is None else t.dim(b) for b in entry)
+        return f"torch.slice_scatter({zeros}, {inner}, {axis}, {start}, {stop}, {step or 1})"
+
+    return scatter(0, like) if steps else g
+
+
+def _getitem_grad_onnx(b, g, like, *, index):
+    """Scatters g into zeros, innermost indexed axis first: ScatterElements at the
+    positions start + j * step, broadcast over the other axes."""
+    shapes = [tuple(like.shape)]
+    resolved = resolve_index(index, like.shape)
+    axis_now = []
+    for axis, entry in enumerate(resolved):  # the shape after each indexed axis
+        if entry[0] == "full":
+            continue
+        shape = shapes[-1]
+        at = axis - sum(1 for e in resolved[:axis] if e[0] == "int")
+        axis_now.append((at, entry))
+        shapes.append(shape[:at] + (() if entry[0] == "int" else (entry[2],)) + shape[at + 1 :])
+    value = g
+    for k in reversed(range(len(axis_now))):
+        at, entry = axis_now[k]
+        outer = shapes[k]
+        if entry[0] == "int":
+            value = b.Unsqueeze(value, b.ints([at]))
+            first, size, step = entry[1], 1, 1
+        else:
+            _, first, size, step = entry
+        scalar = b.ints([])
+        positions = b.Range(
+            b.Reshape(b.dim(first), scalar),
+            b.Reshape(b.dim(D.add(first, D.mul(size, step))), scalar),
+            b.Reshape(b.ints([step]), scalar),
+        )
+        broadcast_shape = [1] * len(outer)
+        broadcast_shape[at] = -1
+        positions = b.Expand(b.Reshape(positions, b.ints(broadcast_shape)), b.Shape(value))
+        zeros = b.ConstantOfShape(b.shape(outer), value=b.tensor([0], g.dtype))
+        value = b.ScatterElements(zeros, positions, value, axis=at)
+    return value if axis_now else b.Identity(g)
+
+
+def _getitem_grad_infer(inputs, attrs):
+    g, like = inputs
+    return [TensorType(like.shape, g.dtype)]
+
+
+GETITEM_GRAD = register(
+    OpDef(
+        "getitem_grad",
+        (Arg("g", None, tensor=True), Arg("like", None, tensor=True), Arg("index", lambda value: value)),
+        _getitem_grad_infer,
+        "structure",
+        doc="the gradient of x[index]: g scattered into zeros shaped like x",
+        torch=_getitem_grad_torch,
+        onnx=_getitem_grad_onnx,
+        grad=NoGrad("it appears only in backward graphs, which are not differentiated again"),
+        hidden=True,
+    )
+)
+
+
+# ---------------------------------------------------------------- language 1.1: constants, expand, roll, index_select
+
+_DTYPE_NAMES = ("bool", "int64", "float32", "float64")
+
+
+def _dtype(value):
+    return choice_arg(*_DTYPE_NAMES)(value)
+
+
+def _shape_arg(value):
+    """A constant's shape: ints (at least 0) and dimensions; an int alone is a 1-tuple."""
+    items = dims_arg(value)
+    for item in items:
+        if is_int(item) and item < 0:
+            raise ArgError(f"needs sizes of at least 0, got {short(value)}")
+    return items
+
+
+def _constant_value(value, dtype):
+    if dtype == "bool":
+        return bool(value)
+    return float(value) if dtype in ("float32", "float64") else int(value)
+
+
+def _fill_infer(inputs, attrs):
+    if attrs["dtype"] in ("int64", "bool") and not float(attrs["value"]).is_integer():
+        raise ShapeError(f"full: the value {attrs['value']!r} does not fit the dtype {attrs['dtype']}", arg="value")
+    if len(attrs["shape"]) > MAX_RANK:
+        raise ShapeError(f"a tensor has at most {MAX_RANK} axes, got {len(attrs['shape'])}", arg="shape")
+    return [TensorType(tuple(attrs["shape"]), attrs["dtype"])]
+
+
+def _fill_torch(name):
+    """`torch.ones(T, T, device=...)` in forward where a size is symbolic; else a buffer
+    made once (persistent=False: it is no weight)."""
+
+    def lower(t, *, shape, value, dtype):
+        static = all(is_int(d) for d in shape)
+        extra = {} if dtype == "float32" else {"dtype": t.code(f"torch.{dtype}")}
+        sizes = [d if is_int(d) else t.code(t.dim(d)) for d in shape]
+        if name != "full":
+            return t.tensor(f"torch.{name}", *sizes, static=static, **extra)
+        return t.tensor("torch.full", t.exact(tuple(sizes)), _constant_value(value, dtype), static=static, **extra)
+
+    return lower
+
+
+def _fill_onnx(b, *, shape, value, dtype):
+    return b.ConstantOfShape(b.shape(shape), value=b.tensor([_constant_value(value, dtype)], dtype))
+
+
+def _filled(name, value=None):
+    args = (Arg("shape", _shape_arg),)
+    if value is None:
+        args += (Arg("value", float_arg()),)
+    args += (Arg("dtype", _dtype, "float32"),)
+
+    def normalize(attrs):
+        return attrs if value is None else {**attrs, "value": value}
+
+    return register(
+        OpDef(
+            name,
+            args,
+            _fill_infer,
+            "structure",
+            doc="a constant tensor (no parameter); sizes may be symbolic",
+            normalize=normalize,
+            torch=_fill_torch(name),
+            onnx=_fill_onnx,
+            grad=NoGrad("a constant has no inputs"),
+        )
+    )
+
+
+ONES = _filled("ones", 1.0)
+ZEROS = _filled("zeros", 0.0)
+FULL = _filled("full")
+
+
+def _arange_infer(inputs, attrs):
+    n = attrs["n"]
+    if not D.is_dim(n) or (is_int(n) and n < 0):
+        raise ShapeError(f"arange needs a size of at least 0, got {short(n)}", arg="n")
+    if attrs["dtype"] == "bool":
+        raise ShapeError('arange makes numbers: dtype "int64", "float32" or "float64", not "bool"', arg="dtype")
+    return [TensorType((n,), attrs["dtype"])]
+
+
+def _arange_onnx(b, *, n, dtype):
+    limit = b.scalar(n, "int64") if is_int(n) else b.Reshape(b.dim(n), b.ints([]))
+    made = b.Range(b.scalar(0, "int64"), limit, b.scalar(1, "int64"))
+    return made if dtype == "int64" else b.Cast(made, to=b.element_type(dtype))
+
+
+ARANGE = register(
+    OpDef(
+        "arange",
+        (Arg("n", lambda v: v), Arg("dtype", _dtype, "int64")),
+        _arange_infer,
+        "structure",
+        doc="0, 1, ..., n - 1; n may be symbolic",
+        torch=lambda t, *, n, dtype: t.tensor(
+            "torch.arange",
+            n if is_int(n) else t.code(t.dim(n)),
+            static=is_int(n),
+            **({} if dtype == "int64" else {"dtype": t.code(f"torch.{dtype}")}),
+        ),
+        onnx=_arange_onnx,
+        grad=NoGrad("a constant has no inputs"),
+    )
+)
+
+
+def _expand_infer(inputs, attrs):
+    (x,) = inputs
+    target = attrs["shape"]
+    if len(target) < x.rank:
+        raise ShapeError(f"expand to {short(target)} has fewer axes than the input {shape_text(x.shape)}", arg="shape")
+    if len(target) > MAX_RANK:
+        raise ShapeError(f"expand to {len(target)} axes: a tensor has at most {MAX_RANK}", arg="shape")
+    lead = len(target) - x.rank
+    shape = []
+    for i, want in enumerate(target):
+        have = x.shape[i - lead] if i >= lead else None
+        if is_int(want) and want == -1:
+            if have is None:
+                raise ShapeError(f"expand: -1 keeps an axis, but axis {i} is new", arg="shape")
+            shape.append(have)
+        elif is_int(want) and want < 0:
+            raise ShapeError(f"expand needs sizes of at least 0 or -1, got {want}", arg="shape")
+        elif have is None or (is_int(have) and have == 1) or D.equal(have, want):
+            shape.append(want)
+        elif D.provably_unequal(have, want):
+            raise ShapeError(
+                f"cannot expand {shape_text(x.shape)} to {short(target)}: axis {i} has size {have}, "
+                f"and only an axis of size 1 expands",
+                arg="shape",
+            )
+        else:
+            shape.append(want)
+    return [TensorType(tuple(shape), x.dtype)]
+
+
+EXPAND = register(
+    OpDef(
+        "expand",
+        (Arg("x", None, tensor=True), Arg("shape", dims_arg)),
+        _expand_infer,
+        "structure",
+        doc="broadcast x to shape (-1 keeps an axis), as Tensor.expand",
+        torch=lambda t, x, *, shape: f"{x}.expand({', '.join(t.dim(d) for d in shape) if shape else '()'})",
+        # ONNX's Expand broadcasts: a 1 keeps the input's size, as -1 does in torch
+        onnx=lambda b, x, *, shape: b.Expand(x, b.shape([1 if is_int(d) and d == -1 else d for d in shape])),
+        # the engine sums g over the expanded axes (sum_to); the result is a view whose
+        # elements alias, so it keeps grad_reads_output: nothing writes into it in place
+        grad=lambda d, g, y, x, *, shape: g,
+    )
+)
+
+
+def _ints(value):
+    items = value if isinstance(value, tuple) else (value,)
+    if not items or not all(is_int(v) for v in items):
+        raise ArgError(f"needs an int or a tuple of ints, got {describe(value)}")
+    return tuple(items)
+
+
+def _roll_infer(inputs, attrs):
+    (x,) = inputs
+    shifts, axes = attrs["shifts"], attrs["axes"]
+    if len(shifts) != len(axes):
+        raise ShapeError(f"roll needs one shift per axis, got {len(shifts)} shifts and {len(axes)} axes", arg="shifts")
+    seen = [normalize_axis(a, x.rank, arg="axes") for a in axes]
+    if len(set(seen)) != len(seen):
+        raise ShapeError(f"roll: an axis is listed twice in {short(axes)}", arg="axes")
+    return [x]
+
+
+def _roll_onnx(b, x, *, shifts, axes):
+    """A roll by s along an axis is its last s entries, then the rest: two Slices and a Concat."""
+    shape = x.shape
+    for shift, axis in zip(shifts, axes):
+        axis %= len(shape)
+        length = shape[axis]
+        if is_int(length):
+            shift %= length if length else 1
+        if shift == 0:
+            continue
+        tail = b.Slice(x, b.ints([-shift]), b.ints([2**63 - 1]), b.ints([axis]))
+        head = b.Slice(x, b.ints([0]), b.ints([-shift]), b.ints([axis]))
+        x = b.Concat(tail, head, axis=axis)
+    return x
+
+
+ROLL = register(
+    OpDef(
+        "roll",
+        (Arg("x", None, tensor=True), Arg("shifts", _ints), Arg("axes", _ints)),
+        _roll_infer,
+        "structure",
+        doc="as torch.roll: each axis shifted, the entries moved past its end coming back at its start",
+        torch=lambda t, x, *, shifts, axes: t.call(
+            "torch.roll",
+            x,
+            t.exact(shifts) if len(shifts) > 1 else shifts[0],
+            t.exact(axes) if len(axes) > 1 else axes[0],
+        ),
+        onnx=_roll_onnx,
+        grad=lambda d, g, y, x, *, shifts, axes: d.apply("roll", g, shifts=tuple(-s for s in shifts), axes=axes),
+        grad_reads_output=False,
+    )
+)
+
+
+def _index_select_infer(inputs, attrs):
+    x, ids = inputs
+    if ids.dtype != "int64":
+        raise ShapeError(f"index_select expects int64 ids, got {ids.dtype}")
+    if ids.rank != 1:
+        raise ShapeError(f"index_select expects 1-d ids, got shape {shape_text(ids.shape)}")
+    if x.rank == 0:
+        raise ShapeError("index_select cannot select from a scalar")
+    axis = normalize_axis(attrs["axis"], x.rank)
+    return [TensorType(x.shape[:axis] + ids.shape + x.shape[axis + 1 :], x.dtype)]
+
+
+INDEX_SELECT = register(
+    OpDef(
+        "index_select",
+        (Arg("x", None, tensor=True), Arg("ids", None, tensor=True), Arg("axis", int_arg(), 0)),
+        _index_select_infer,
+        "structure",
+        doc="the entries of x at the int64 1-d ids along axis",
+        torch=lambda t, x, ids, *, axis: t.call("torch.index_select", x, axis, ids),
+        onnx=lambda b, x, ids, *, axis: b.Gather(x, ids, axis=axis),
+        # each selected slice's gradient added back where it came from (repeated ids sum)
+        grad=lambda d, g, y, x, ids, *, axis: (d.apply("index_add", g, ids, x, axis=axis % x.rank), None),
+        grad_reads_output=False,
+    )
+)
+
+
+def _index_add_onnx(b, g, ids, like, *, axis):
+    zeros = b.ConstantOfShape(b.Shape(like), value=b.tensor([0], g.dtype))
+    where = b.Reshape(ids, b.ints([-1 if a == axis else 1 for a in range(g.rank)]))
+    return b.ScatterElements(zeros, b.Expand(where, b.Shape(g)), g, axis=axis, reduction="add")
+
+
+# index_select's gradient: zeros like `like`, g's slices added at ids along axis.
+INDEX_ADD = register(
+    OpDef(
+        "index_add",
+        (Arg("g", None, tensor=True), Arg("ids", None, tensor=True), Arg("like", None, tensor=True), Arg("axis", None)),
+        lambda inputs, attrs: [TensorType(inputs[2].shape, inputs[0].dtype)],
+        "structure",
+        torch=lambda t, g, ids, like, *, axis: t.call(f"torch.zeros_like({like}).index_add", axis, ids, g),
+        onnx=_index_add_onnx,
+        grad=NoGrad("it appears only in backward graphs, which are not differentiated again"),
+        hidden=True,
     )
 )

@@ -121,7 +121,8 @@ def test_derived_gradients_match_finite_differences(row):
     except NetcError as exc:
         if "dtypes" not in str(exc):
             raise
-        pytest.skip("a float32 `param` or constant meets the inputs: the row has no float64 form")
+        # a limitation, not a rule: `param` and the constants take no dtype argument yet
+        pytest.xfail("a float32 `param` or constant meets the inputs: the row has no float64 form")
     compiled, module, tensors, seeds, masks = _setup(row64)
     module = module.double()
     seeds = {k: v.double() for k, v in seeds.items()}

@@ -390,16 +390,32 @@ def adaptive_bins(length: int, size: int) -> list[tuple[int, int]]:
 
 
 def _adaptive_slices_onnx(b, x, size):
-    """Known sizes that the output does not divide: each bin a Slice and a ReduceMean, per
-    axis (a rectangle's mean is the mean of its rows' means: every row has one length)."""
+    """Each axis in turn (a rectangle's mean is the mean of its rows' means: every row has
+    one length): a known length the output divides is an AveragePool; otherwise each bin is
+    a Slice and a ReduceMean, its bounds computed at run time where the length is symbolic
+    (PyTorch's bins for any length, not only multiples of the output size)."""
     for axis, (length, want) in enumerate(zip(x.shape[2:], size), start=2):
-        if length % want == 0:
+        if isinstance(length, int) and length % want == 0:
             kernel = [length // want if a == axis else 1 for a in (2, 3)]
             x = b.AveragePool(x, kernel_shape=kernel, strides=kernel)
             continue
+        if want == 1:
+            x = b.reduce("ReduceMean", x, (axis,), keepdims=True)
+            continue
+        if isinstance(length, int):
+            bounds = [(b.ints([start]), b.ints([end])) for start, end in adaptive_bins(length, want)]
+        else:
+            n = b.dim(length)
+            bounds = [
+                (
+                    b.Div(b.Mul(n, b.ints([i])), b.ints([want])),  # floor(i L / size)
+                    b.Div(b.Add(b.Mul(n, b.ints([i + 1])), b.ints([want - 1])), b.ints([want])),  # ceil
+                )
+                for i in range(want)
+            ]
         parts = [
-            b.reduce("ReduceMean", b.Slice(x, b.ints([start]), b.ints([end]), b.ints([axis])), (axis,), keepdims=True)
-            for start, end in adaptive_bins(length, want)
+            b.reduce("ReduceMean", b.Slice(x, start, end, b.ints([axis])), (axis,), keepdims=True)
+            for start, end in bounds
         ]
         x = b.Concat(*parts, axis=axis)
     return x
@@ -409,14 +425,10 @@ def _adaptive_onnx(b, x, *, size):
     if size == (1, 1):
         return b.GlobalAveragePool(x)
     height, width = x.shape[2:]
-    if isinstance(height, int) and isinstance(width, int):
-        if height % size[0] or width % size[1]:
-            return _adaptive_slices_onnx(b, x, size)
+    if isinstance(height, int) and isinstance(width, int) and not (height % size[0] or width % size[1]):
         kernel = [height // size[0], width // size[1]]
         return b.AveragePool(x, kernel_shape=kernel, strides=kernel)
-    # [N, C, sh, H // sh, sw, W // sw], averaged over the two inner axes
-    split = (0, 0, size[0], D.floordiv(height, size[0]), size[1], D.floordiv(width, size[1]))
-    return b.reduce("ReduceMean", b.Reshape(x, b.shape(split)), (3, 5), keepdims=False)
+    return _adaptive_slices_onnx(b, x, size)
 
 
 def _adaptive_grad(d, g, y, x, *, size):

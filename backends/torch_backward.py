@@ -127,7 +127,9 @@ class _Flat:
             targets = [self.names.fresh(re.sub(r"\W", "_", node.name)) for _ in node.outputs]
             for i, target in enumerate(targets):
                 self.env[Value(node.name, i)] = target
-            lhs = f"{', '.join(targets)}{',' if len(targets) == 1 and len(node.outputs) > 1 else ''}"
+            lhs = ", ".join(targets)
+            if len(targets) == 1 and REGISTRY[node.op].n_outputs != 1:  # a one-part split is still a tuple
+                lhs = f"({lhs},)"
             if isinstance(expression, Unpack):
                 lhs, expression = expression.pattern.format(*targets), expression.code
             self.body.append(f"{lhs} = {expression}")

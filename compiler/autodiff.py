@@ -2,7 +2,7 @@
 
 Requires: an elaborated, pruned graph (verified).
 Ensures: one graph holding the training forward (`training_forward`: ops with a `train`
-rule, such as batchnorm and dropout, rewritten into primitives) and, after it, the
+rule, such as batchnorm, dropout and lstm, rewritten into primitives) and, after it, the
 backward nodes, named `grad.<forward node>.<op>_k`, each recording the span of the
 forward node it differentiates. Its inputs are the forward inputs, dropout masks
 (`<node>.mask`) and a seed per non-scalar output (`seed.<output>`; a scalar output, a loss,
@@ -118,7 +118,8 @@ def training_forward(graph: Graph, training: bool = True) -> tuple[Graph, list[s
         b.origin = node
         d = Rules(b, node, new, training)
         result = rule(d, *(V(b, v) for v in inputs), **node.attrs)
-        mapping[Value(node.name)] = result.value
+        results = result if isinstance(result, tuple) else (result,)  # lstm: out, h, c
+        mapping.update({Value(node.name, i): r.value for i, r in enumerate(results)})
         extra_inputs += d.extra_inputs
         extra_outputs += [(name, v.value) for name, v in d.extra_outputs]
     new.inputs += extra_inputs

@@ -203,6 +203,13 @@ ROWS = [
         lambda x: torch.split(x, 3, 1)[1],
         body="a, b = split(x, 3)\n return b",
     ),
+    r(  # one part: one value, though torch.split still returns a tuple
+        "split",
+        [("x", (2, 6, 4))],
+        "",
+        lambda x: torch.tanh(torch.split(x, 6, 1)[0]),
+        body="a = split(x, 6)\n return tanh(a)",
+    ),
     r("flatten", [N4], "flatten(x)", lambda x: torch.flatten(x, 1)),
     r("flatten", [N4], "flatten(x, start=2)", lambda x: torch.flatten(x, 2)),
     r("reshape", [N4], "reshape(x, (2, -1, 3))", lambda x: x.reshape(2, -1, 3)),
@@ -377,6 +384,22 @@ ROWS = [
         None,
         lambda: nn.GRU(3, 4, num_layers=3, bidirectional=True, batch_first=True),
         body="out, hn = gru(x, 4, layers=3, bidirectional=true, h0=h)\n return out, hn",
+    ),
+    r(
+        "lstm",
+        [("x", (2, 1, 3))],
+        "",
+        None,
+        lambda: _LSTM(3, 4, num_layers=2, bidirectional=True, batch_first=True),
+        body="out, h, c = lstm(x, 4, layers=2, bidirectional=true)\n return out, h, c",
+    ),
+    r(
+        "gru",
+        [("x", (3, 4, 2))],
+        "",
+        None,
+        lambda: nn.GRU(2, 3, num_layers=2, bidirectional=True, batch_first=True),
+        body="out, h = gru(x, 3, layers=2, bidirectional=true)\n return out, h",
     ),
     # --- end attention / recurrent
     # --- language 1.1 ops

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from netc.dsl.diagnostics import NetcError
+
 from .. import dims as D
 from ..ir import TensorType
 from .registry import (
@@ -965,6 +967,92 @@ def _rnn_onnx(name):
     return lower
 
 
+def _rnn_train(name):
+    def train(d, x, *given, hidden, layers, bidirectional, **absent):
+        """The layer unrolled over its T steps into matmuls, splits and gates, which have
+        gradient rules: backpropagation through time is their gradient."""
+        steps = x.shape[1]
+        if not isinstance(steps, int):
+            raise NetcError(
+                f"cannot derive the gradient of {name} (`{d.node.name}`): its sequence length (axis 1 of the "
+                f"input, {D.shape_text((steps,))[1:-1]}) is symbolic, and the backward graph unrolls the steps, "
+                "so it needs a known length; torch.autograd differentiates the emitted nn module",
+                d.node.span,
+                code="grad",
+            )
+        states = _given(_STATES[name], given, absent)
+        batch, directions = x.shape[0], 2 if bidirectional else 1
+        initial = {key: _state_rows(d, v, batch, hidden) if v is not None else None for key, v in states.items()}
+        finals = {key: [] for key in _STATES[name]}
+        seq = x
+        for k in range(layers):
+            runs = []
+            for j, suffix in enumerate(("", "_reverse")[:directions]):
+                start = {key: rows[k * directions + j] if rows else None for key, rows in initial.items()}
+                out, ends = _rnn_direction(d, name, seq, f"l{k}{suffix}", start, hidden, reverse=j == 1)
+                runs.append(out)
+                for key, end in zip(_STATES[name], ends):
+                    finals[key].append(d.apply("reshape", end, shape=(1, batch, hidden)))
+            seq = runs[0] if len(runs) == 1 else d.apply("concat", *runs, axis=2)
+        return (seq, *(v[0] if len(v) == 1 else d.apply("concat", *v, axis=0) for v in finals.values()))
+
+    return train
+
+
+def _slices(d, x, axis):
+    """x split into slices of size 1 along axis (no split for one: the torch backward
+    binds a split's results as a tuple)."""
+    return list(d.apply("split", x, sizes=1, axis=axis)) if x.shape[axis] > 1 else [x]
+
+
+def _state_rows(d, state, batch, hidden):
+    """A given initial state [D * layers, N, hidden] as one [N, hidden] per layer and direction."""
+    return [d.apply("reshape", row, shape=(batch, hidden)) for row in _slices(d, state, 0)]
+
+
+def _rnn_direction(d, name, seq, tag, start, hidden, reverse):
+    """One layer in one direction over seq [N, T, C]: its output [N, T, hidden] and its
+    final states. A state left out is zero, so its terms are left out rather than computed."""
+    batch, steps = seq.shape[0], seq.shape[1]
+    weight_hh = d.transpose(d.param(f"weight_hh_{tag}"))
+    bias_hh = d.param(f"bias_hh_{tag}")
+    # the input's part of every step at once: one matmul instead of T
+    projected = seq @ d.transpose(d.param(f"weight_ih_{tag}")) + d.param(f"bias_ih_{tag}")
+    if name == "lstm":  # both biases meet in every gate: add them once
+        projected = projected + bias_hh
+    parts = _slices(d, projected, 1)
+    h, c = start["h0"], start.get("c0")
+    if h is None and steps == 1:  # zeros, not left out: weight_hh gets its gradient (0), as in torch
+        h = d.apply("zeros", shape=(batch, hidden), dtype=seq.dtype)
+    outs = [None] * steps
+    for t in reversed(range(steps)) if reverse else range(steps):
+        gates = d.apply("reshape", parts[t], shape=(batch, _GATES[name] * hidden))
+        if name == "lstm":
+            if h is not None:
+                gates = gates + h @ weight_hh
+            i, f, g, o = d.apply("split", gates, sizes=hidden, axis=1)
+            i, f, o = (d.apply("sigmoid", v) for v in (i, f, o))
+            g = d.apply("tanh", g)
+            c = i * g if c is None else f * c + i * g
+            h = o * d.apply("tanh", c)
+        else:
+            recurrent = bias_hh if h is None else h @ weight_hh + bias_hh
+            xr, xz, xn = d.apply("split", gates, sizes=hidden, axis=-1)
+            hr, hz, hn = d.apply("split", recurrent, sizes=hidden, axis=-1)
+            r = d.apply("sigmoid", xr + hr)
+            z = d.apply("sigmoid", xz + hz)
+            n = d.apply("tanh", xn + r * hn)
+            h = (1.0 - z) * n if h is None else n + z * (h - n)
+        outs[t] = d.apply("reshape", h, shape=(batch, 1, hidden))
+    out = outs[0] if steps == 1 else d.apply("concat", *outs, axis=1)
+    return out, (h, c) if name == "lstm" else (h,)
+
+
+_RNN_GRAD = NoGrad(
+    "the training forward unrolls it over the steps into primitives (its `train` rule), which are differentiated"
+)
+
+
 def _rnn(name):
     states = tuple(_optional_tensor(key) for key in _STATES[name])
     return register(
@@ -985,10 +1073,8 @@ def _rnn(name):
             doc=f"[N, T, C] -> out [N, T, D * hidden], {', '.join(k[0] for k in _STATES[name])}: nn.{name.upper()}",
             torch=_rnn_torch(name),
             onnx=_rnn_onnx(name),
-            grad=NoGrad(
-                f"netc has no gradient rule for {name} yet (backpropagation through time over the unrolled "
-                "steps); torch.autograd differentiates the emitted nn module"
-            ),
+            train=_rnn_train(name),
+            grad=_RNN_GRAD,
         )
     )
 

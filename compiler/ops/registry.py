@@ -81,7 +81,8 @@ class OpDef:
     # `NoGrad` saying why the op has none.
     grad: Callable | NoGrad | None = None
     # The training forward of an op that computes differently in training (batchnorm's
-    # batch statistics, dropout's mask), as primitives: `(d, *inputs, **attrs) -> output`.
+    # batch statistics, dropout's mask), or whose gradient is that of its unrolled form
+    # (lstm's steps), as primitives: `(d, *inputs, **attrs) -> output` (a tuple for several).
     train: Callable | None = None
     hidden: bool = False  # internal to the compiler (the backward graph's ops): specs cannot call it
     factor: str = ""  # an element-wise function's gradient factor, as LANGUAGE.md writes it

@@ -127,7 +127,8 @@ SPLIT = register(
         "structure",
         n_outputs=None,
         torch=lambda t, x, *, sizes, axis: t.call("torch.split", x, t.exact(sizes), dim=axis),
-        grad=lambda d, gs, ys, x, *, sizes, axis: d.apply("concat", *gs, axis=axis) if len(gs) > 1 else gs[0],
+        # a split into one part has one output, whose gradient comes alone, not in a tuple
+        grad=lambda d, gs, ys, x, *, sizes, axis: d.apply("concat", *gs, axis=axis) if isinstance(gs, tuple) else gs,
         onnx=lambda b, x, *, sizes, axis: b.op(
             "Split", x, b.ints([t.shape[axis] for t in b.node.outputs]), axis=axis, outputs=len(b.node.outputs)
         ),

@@ -23,8 +23,8 @@ import re
 from dataclasses import dataclass, field
 
 from netc.compiler import symbolic as S
-from netc.compiler.dims import Dim
 from netc.compiler.analysis import Instance
+from netc.compiler.dims import Dim
 from netc.compiler.ir import Graph, Value
 
 UNROLL_UP_TO = 3  # a `repeat` of a fixed count up to this stays unrolled: three lines read better than a loop

@@ -328,12 +328,77 @@ def can_equal(d: DimLike, k: int) -> bool:
     if (k - d.const) % math.gcd(*(c for _, c in d.terms)):
         return False
     low, high = at_least(d), at_most(d)
-    return (low is None or low <= k) and (high is None or k <= high)
+    if not ((low is None or low <= k) and (high is None or k <= high)):
+        return False
+    names = _symbols(d)
+    linear = all(isinstance(atom, Sym) for atom, _ in d.terms)  # then the tests above are exact
+    if len(names) == 1 and not linear and _rising(d):
+        # One size, and d never falls as it grows: walk N = 1, 2, ... until d reaches k
+        # (N * N is never 2). Too long a walk proves nothing.
+        (name,) = names
+        for n in range(1, _WALK + 1):
+            value = _value(d, name, n)
+            if value >= k:
+                return value == k
+    return True
+
+
+_WALK = 4096
+
+
+def _symbols(d: DimLike) -> set:
+    if isinstance(d, int):
+        return set()
+    if isinstance(d, Sym):
+        return {d.name}
+    if isinstance(d, OpAtom):
+        return _symbols(d.left) | _symbols(d.right)
+    out: set = set()
+    for atom, _ in d.terms:
+        out |= _symbols(atom)
+    return out
+
+
+def _rising(d: DimLike) -> bool:
+    """Non-decreasing in its symbols and never negative where every symbol is at least 1,
+    up to its constant (which shifts but does not bend it)."""
+    if isinstance(d, int):
+        return True
+    if isinstance(d, Sym):
+        return True
+    if isinstance(d, OpAtom):
+        if d.op == "*":  # a product of rising factors rises where neither is negative
+            return all(_rising(side) and _non_negative(side) for side in (d.left, d.right))
+        if d.op == "//":
+            return isinstance(d.right, int) and d.right > 0 and _rising(d.left)
+        return False
+    return all(c > 0 and _rising(atom) for atom, c in d.terms)
+
+
+def _non_negative(d: DimLike) -> bool:
+    low = at_least(d)
+    return low is not None and low >= 0
+
+
+def _value(d: DimLike, name: str, n: int) -> int:
+    if isinstance(d, int):
+        return d
+    if isinstance(d, Sym):
+        return n
+    if isinstance(d, OpAtom):
+        left, right = _value(d.left, name, n), _value(d.right, name, n)
+        if d.op == "*":
+            return left * right
+        if d.op == "//":
+            return left // right
+        return left % right
+    return d.const + sum(c * _value(atom, name, n) for atom, c in d.terms)
 
 
 def provably_unequal(a: DimLike, b: DimLike) -> bool:
     """3 vs 4, H vs H + 1, 2 * N vs N and 2 * N vs 3 (sizes are at least 1); never N vs M."""
-    return not can_equal(difference(a, b), 0)
+    # both orders: a search over one size needs the difference to rise (N * N - 2, not 2 - N * N)
+    return not can_equal(difference(a, b), 0) or not can_equal(difference(b, a), 0)
 
 
 def equal(a: DimLike, b: DimLike) -> bool:

@@ -59,3 +59,23 @@ def test_symbolic_shapes_through_layers():
 def test_same_padding_keeps_symbolic_size():
     compiled = compile_string('network n(x: [N, 3, H, W]) { return x -> conv2d(8, kernel=3, padding="same") }')
     assert compiled.summary()["outputs"][0]["shape"] == ["N", 8, "H", "W"]
+
+
+def test_a_rising_expression_of_one_size_is_walked():
+    # The differential test's find: `split((2,), axis=0)` of an axis N * N runs at no N.
+    n, m = D.symbol("N"), D.symbol("M")
+    square = D.mul(n, n)
+    assert D.provably_unequal(square, 2) and D.provably_unequal(2, square)
+    assert not D.provably_unequal(square, 9)  # N = 3
+    assert not D.can_equal(D.add(square, n), 7) and D.can_equal(D.add(square, n), 6)  # N = 2
+    assert not D.can_equal(D.floordiv(square, 2), 3)  # 0, 2, 4, 8, ...
+    assert D.can_equal(D.mul(n, m), 2)  # two sizes: N = 1, M = 2
+    assert D.can_equal(D.mod(square, 3), 2) is True  # % does not rise: nothing proven
+    assert D.can_equal(D.mul(square, square), 2**62)  # beyond the walk: nothing proven
+
+
+@given(st.integers(1, 40), st.integers(-5, 5), st.integers(0, 2000))
+def test_walk_agrees_with_integers(coeff, const, k):
+    n = D.symbol("N")
+    d = D.add(D.mul(D.mul(n, n), coeff), const)
+    assert D.can_equal(d, k) == any(coeff * v * v + const == k for v in range(1, 100))

@@ -2731,6 +2731,9 @@ UNREACHABLE = {
     "only where the output size is 1 or divides a known input size": "tests/test_backward.py",
     "cannot derive the gradient of bilinear upsample on an input of size {}: its interpolation weights are "
     "built at compile time, which needs known height and width": "tests/test_grad_spatial.py",
+    "cannot derive the gradient of {} (`{}`): its sequence length (axis 1 of the input, {}) is symbolic, and "
+    "the backward graph unrolls the steps, so it needs a known length; torch.autograd differentiates the "
+    "emitted nn module": "tests/test_backward.py (lstm_classifier)",
     "the gradient of concat along an axis of symbolic size is not supported": "compiler/ops/structure.py",
     "the gradient of cross_entropy needs a known number of classes": "compiler/ops/structure.py",
     # Internal ops' shape rules: the gradient rules build them only with what they accept.

@@ -381,18 +381,49 @@ def _non_negative(d: DimLike) -> bool:
 
 
 def _value(d: DimLike, name: str, n: int) -> int:
+    return _evaluate(d, {name: n})
+
+
+def _evaluate(d: DimLike, env: dict) -> int:
     if isinstance(d, int):
         return d
     if isinstance(d, Sym):
-        return n
+        return env[d.name]
     if isinstance(d, OpAtom):
-        left, right = _value(d.left, name, n), _value(d.right, name, n)
+        left, right = _evaluate(d.left, env), _evaluate(d.right, env)
         if d.op == "*":
             return left * right
+        if right == 0:
+            return 0  # a size divided by zero is refused where it is made; nothing to prove here
         if d.op == "//":
             return left // right
         return left % right
-    return d.const + sum(c * _value(atom, name, n) for atom, c in d.terms)
+    return d.const + sum(c * _evaluate(atom, env) for atom, c in d.terms)
+
+
+def conflict(pairs) -> int | None:
+    """The index of an equation `a == b` among `pairs` that cannot hold together with the
+    others, though each alone may: [N, 1] against [2, N] needs N = 2 and N = 1. Equations
+    that pin a size (c * N + k == 0) are solved, and the rest checked at those values;
+    None where no conflict is proven."""
+    fixed: dict[str, int] = {}
+    for i, (a, b) in enumerate(pairs):
+        d = difference(a, b)
+        if isinstance(d, int) or len(d.terms) != 1 or not isinstance(d.terms[0][0], Sym):
+            continue
+        ((atom, coeff),) = d.terms
+        if d.const % coeff or -d.const // coeff < 1:
+            continue  # never holds: provably_unequal reports it alone
+        value = -d.const // coeff
+        if fixed.setdefault(atom.name, value) != value:
+            return i
+    if not fixed:
+        return None
+    for i, (a, b) in enumerate(pairs):
+        d = difference(a, b)
+        if not isinstance(d, int) and _symbols(d) <= fixed.keys() and _evaluate(d, fixed) != 0:
+            return i
+    return None
 
 
 def provably_unequal(a: DimLike, b: DimLike) -> bool:

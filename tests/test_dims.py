@@ -79,3 +79,12 @@ def test_walk_agrees_with_integers(coeff, const, k):
     n = D.symbol("N")
     d = D.add(D.mul(D.mul(n, n), coeff), const)
     assert D.can_equal(d, k) == any(coeff * v * v + const == k for v in range(1, 100))
+
+
+def test_equations_that_cannot_hold_together():
+    n, m = D.symbol("N"), D.symbol("M")
+    assert D.conflict([(n, 2), (1, n)]) == 1  # concat of [N, 1] and [2, N]
+    assert D.conflict([(n, 2), (D.mul(n, n), 4)]) is None  # N = 2 satisfies both
+    assert D.conflict([(D.mul(n, 2), 4), (D.mul(n, n), 5)]) == 1
+    assert D.conflict([(n, 2), (m, 3)]) is None  # two sizes, each pinned once
+    assert D.conflict([(n, m)]) is None

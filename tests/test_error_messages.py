@@ -1402,6 +1402,17 @@ CASES = [
         2, 9, "concat along axis 1 needs equal sizes on the other axes; [N, 8, 4, 4] and [N, 8, 5, 5] differ on axis 2 (4 vs 5)",
     ),
     row(
+        "full-concat-sizes-that-cannot-all-hold",  # N = 2 on axis 0 and N = 1 on axis 1: found by the differential test
+        """
+        network n(a: [N, 1, 1], b: [2, N, 1]) {
+            c = concat(a, b, axis=2)
+            return c
+        }
+        """,
+        2, 9, "concat along axis 2 needs equal sizes on the other axes, and no size makes them all equal: "
+        "[N, 1, 1], [2, N, 1] (1 vs N cannot hold with the others)",
+    ),
+    row(
         "full-reshape-counts-differ",
         """
         network n(x: [N, 8]) {

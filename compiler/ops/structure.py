@@ -56,6 +56,14 @@ def _concat_infer(inputs, attrs):
                     f"{shape_text(first.shape)} and {shape_text(t.shape)} differ on axis {i} ({x} vs {y})"
                 )
         total = D.add(total, t.shape[axis])
+    pairs = [(x, y) for t in inputs[1:] for i, (x, y) in enumerate(zip(first.shape, t.shape)) if i != axis]
+    clash = D.conflict(pairs)
+    if clash is not None:
+        x, y = pairs[clash]
+        raise ShapeError(
+            f"concat along axis {axis} needs equal sizes on the other axes, and no size makes them all equal: "
+            f"{', '.join(shape_text(t.shape) for t in inputs)} ({x} vs {y} cannot hold with the others)"
+        )
     return [TensorType(first.shape[:axis] + (total,) + first.shape[axis + 1 :], first.dtype)]
 
 

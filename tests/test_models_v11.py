@@ -50,30 +50,6 @@ def _threads():
 # ---------------------------------------------------------------- helpers
 
 
-def close(actual, expected, what=""):
-    scale = max(1.0, expected.abs().max().item())
-    diff = (actual - expected).abs().max().item()
-    assert diff < 1e-5 * scale, f"{what}: max abs difference {diff:.3g} (output scale {scale:.3g})"
-
-
-def randomize(model, seed=1):
-    """Random norm affines, running statistics and biases (a fresh model's are constants)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (torch.nn.BatchNorm2d, torch.nn.LayerNorm)):
-                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
-            if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)) and m.bias is not None:
-                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
-        for name, p in model.named_parameters():
-            if name.endswith(("layer_scale", "class_token")):  # 1e-6 and 0 at initialization
-                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
-
-
 def renamed(key: str, renames) -> str:
     for pattern, replacement in renames:
         key = re.sub(pattern, replacement, key)
@@ -133,7 +109,7 @@ def check_equal(reference, compiled, mapping, inputs, what, train=True):
     for a, e in zip(actual, expected):
         assert a.shape == e.shape
         assert e.abs().max().item() > 1e-3, "degenerate reference output: the comparison would prove nothing"
-        close(a, e, f"{what} eval")
+        R.close(a, e, f"{what} eval")
     if not train:
         return
     reference.train()
@@ -143,11 +119,11 @@ def check_equal(reference, compiled, mapping, inputs, what, train=True):
     torch.manual_seed(0)
     actual = as_tuple(compiled(*inputs))
     for a, e in zip(actual, expected):
-        close(a, e, f"{what} train")
+        R.close(a, e, f"{what} train")
     net_sd = compiled.state_dict()
     for key, value in reference.state_dict().items():
         if key.endswith(("running_mean", "running_var", "num_batches_tracked")):
-            close(net_sd[mapping[key]].double(), value.double(), f"{what} {key}")
+            R.close(net_sd[mapping[key]].double(), value.double(), f"{what} {key}")
     g = torch.Generator().manual_seed(2)
     weights = [torch.randn(e.shape, generator=g) for e in expected]
     sum((e * w).sum() for e, w in zip(expected, weights)).backward()
@@ -155,7 +131,7 @@ def check_equal(reference, compiled, mapping, inputs, what, train=True):
     net_params = dict(compiled.named_parameters())
     for key, param in reference.named_parameters():
         assert net_params[mapping[key]].grad is not None, f"{what}: no gradient reaches {mapping[key]}"
-        close(net_params[mapping[key]].grad, param.grad, f"{what} grad {key} -> {mapping[key]}")
+        R.close(net_params[mapping[key]].grad, param.grad, f"{what} grad {key} -> {mapping[key]}")
 
 
 def ids(shape, high, seed=0):
@@ -207,7 +183,7 @@ def test_vit_small_matches_reference():
     reference = R.VisionTransformer(
         c["size"], c["patch"], c["layers"], c["heads"], c["hidden"], c["mlp_dim"], c["classes"]
     )
-    randomize(reference)
+    R.randomize(reference)
     mapping = copy_by_name(reference, compiled, R.VIT_RENAMES)
     assert mapping["encoder.layers.encoder_layer_1.self_attention.in_proj_weight"] == (
         "encoder.encoder_layer_1.self_attention.in_proj.weight"
@@ -221,7 +197,7 @@ def test_vit_b_16_matches_reference():
     compiled = compile_file(EXAMPLES / "vit_b_16.net").torch()
     torch.manual_seed(0)
     reference = R.vit_b_16()
-    randomize(reference)
+    R.randomize(reference)
     mapping = copy_by_name(reference, compiled, R.VIT_RENAMES)
     assert count(compiled) == count(reference) == TORCHVISION["vit_b_16"]
     check_equal(reference, compiled, mapping, [randn(1, 3, 224, 224)], "vit_b_16", train=False)
@@ -245,7 +221,7 @@ def test_vision_model_matches_reference(name, size):
     compiled = compile_file(EXAMPLES / f"{name}.net").torch()
     torch.manual_seed(0)
     reference = R.MODELS[name]()
-    randomize(reference)
+    R.randomize(reference)
     mapping = copy_in_order(reference, compiled)
     check_equal(reference, compiled, mapping, [randn(2, 3, size, size)], f"{name} {size}x{size}")
 
@@ -278,7 +254,7 @@ def test_gpt2_matches_reference(length):
     compiled = compile_file(EXAMPLES / "gpt2.net").torch()
     torch.manual_seed(0)
     reference = R.gpt2()
-    randomize(reference)
+    R.randomize(reference)
     mapping = copy_by_name(reference, compiled)
     check_equal(reference, compiled, mapping, [ids((2, length), 512)], f"gpt2 T={length}")
 
@@ -290,7 +266,7 @@ def test_gpt2_is_causal():
     b[0, 7:] = (b[0, 7:] + 1) % 512
     with torch.no_grad():
         la, lb = compiled(a), compiled(b)
-    close(la[:, :7], lb[:, :7], "positions before the change")
+    R.close(la[:, :7], lb[:, :7], "positions before the change")
     assert (la[:, 7:] - lb[:, 7:]).abs().max() > 1e-4
 
 
@@ -301,7 +277,7 @@ def test_lstm_classifier_matches_reference():
     compiled = compile_file(EXAMPLES / "lstm_classifier.net").torch()
     torch.manual_seed(0)
     reference = R.lstm_classifier()
-    randomize(reference)
+    R.randomize(reference)
     mapping = copy_by_name(reference, compiled)
     assert "lstm.weight_hh_l1" in mapping
     check_equal(reference, compiled, mapping, [ids((3, 9), 1000)], "lstm_classifier")

@@ -39,28 +39,6 @@ CASES = [pytest.param(name, INPUTS[name], id=name) for name in INPUTS] + [
 ]
 
 
-def close(actual, expected, what=""):
-    scale = max(1.0, expected.abs().max().item())
-    diff = (actual - expected).abs().max().item()
-    assert diff < 1e-5 * scale, f"{what}: max abs difference {diff:.3g} (output scale {scale:.3g})"
-
-
-def randomize(model, seed=1):
-    """Non-trivial batchnorm/layernorm affine parameters, running statistics and biases,
-    so that eval mode exercises more than the identity normalization of a fresh model."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (torch.nn.BatchNorm2d, torch.nn.LayerNorm)):
-                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
-            if isinstance(m, torch.nn.Linear) and m.bias is not None:
-                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
-
-
 def make_input(shape):
     g = torch.Generator().manual_seed(0)
     if len(shape) == 2:  # the transformer's token ids
@@ -80,7 +58,7 @@ def pair(name):
     compiled = compile_file(EXAMPLES / f"{name}.net").torch()
     torch.manual_seed(0)
     reference = R.MODELS[name]()
-    randomize(reference)
+    R.randomize(reference)
     mapping = R.copy_weights(reference, compiled)
     return reference, compiled, mapping
 
@@ -98,7 +76,7 @@ def test_matches_reference(name, shape):
         actual = compiled(x)
     assert actual.shape == expected.shape
     assert expected.abs().max().item() > 1e-3, "degenerate reference output: the comparison would prove nothing"
-    close(actual, expected, f"{name} eval")
+    R.close(actual, expected, f"{name} eval")
 
     # train: batch statistics; the same dropout masks (seed right before each forward)
     reference.train()
@@ -107,7 +85,7 @@ def test_matches_reference(name, shape):
     expected = reference(x)
     torch.manual_seed(0)
     actual = compiled(x)
-    close(actual, expected, f"{name} train")
+    R.close(actual, expected, f"{name} train")
 
     # running statistics (and num_batches_tracked) updated alike by the train forward
     net_sd = compiled.state_dict()
@@ -118,7 +96,7 @@ def test_matches_reference(name, shape):
             if value.dtype == torch.long:
                 assert torch.equal(net_sd[mapping[key]], value), key
             else:
-                close(net_sd[mapping[key]], value, f"{name} {key} -> {mapping[key]}")
+                R.close(net_sd[mapping[key]], value, f"{name} {key} -> {mapping[key]}")
     assert buffers == (0 if name == "transformer" else 3 * sum(1 for _ in _batchnorms(reference)))
 
     # the train-mode backward: gradients of every parameter
@@ -128,7 +106,7 @@ def test_matches_reference(name, shape):
     ref_params = dict(reference.named_parameters())
     net_params = dict(compiled.named_parameters())
     for key, param in ref_params.items():
-        close(net_params[mapping[key]].grad, param.grad, f"{name} grad {key} -> {mapping[key]}")
+        R.close(net_params[mapping[key]].grad, param.grad, f"{name} grad {key} -> {mapping[key]}")
 
 
 def _batchnorms(model):

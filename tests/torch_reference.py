@@ -943,3 +943,32 @@ def copy_weights(reference: nn.Module, compiled: nn.Module) -> dict[str, str]:
     ref_sd = reference.state_dict()
     compiled.load_state_dict({mapping[k]: v.detach().clone() for k, v in ref_sd.items()}, strict=True)
     return mapping
+
+
+# ---------------------------------------------------------------- comparing with netc
+
+
+def close(actual, expected, what=""):
+    scale = max(1.0, expected.abs().max().item())
+    diff = (actual - expected).abs().max().item()
+    assert diff < 1e-5 * scale, f"{what}: max abs difference {diff:.3g} (output scale {scale:.3g})"
+
+
+def randomize(model, seed=1):
+    """Random norm affines, running statistics and biases, and the parameters torch starts
+    at a constant (layer scale, class token), so that eval mode exercises more than a fresh
+    model's identity normalization."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (torch.nn.BatchNorm2d, torch.nn.LayerNorm)):
+                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+            if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)) and m.bias is not None:
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+        for name, p in model.named_parameters():
+            if name.endswith(("layer_scale", "class_token")):  # 1e-6 and 0 at initialization
+                p.copy_(torch.randn(p.shape, generator=g) * 0.5)

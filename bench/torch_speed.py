@@ -93,20 +93,23 @@ def models(name: str):
     return compiled, reference
 
 
+def inference(model, x):
+    """One eval forward of `model` on `x`, as a timed case runs it."""
+
+    def fn():
+        with torch.inference_mode():
+            model(x)
+
+    return fn
+
+
 def forward_case(name: str, batch: int):
     compiled, reference = models(name)
     compiled.eval()
     reference.eval()
     x = torch.randn(batch, 3, 224, 224, generator=torch.Generator().manual_seed(0))
 
-    def run(model):
-        def fn():
-            with torch.inference_mode():
-                model(x)
-
-        return fn
-
-    return run(compiled), run(reference)
+    return inference(compiled, x), inference(reference, x)
 
 
 def train_case(name: str, batch: int):
@@ -162,14 +165,7 @@ def attention_case(batch: int, tokens: int):
         diff = (compiled(x) - reference(x)).abs().max().item()
     assert diff < 1e-4, f"the two transformer blocks differ by {diff}"
 
-    def run(model):
-        def fn():
-            with torch.inference_mode():
-                model(x)
-
-        return fn
-
-    return run(compiled), run(reference)
+    return inference(compiled, x), inference(reference, x)
 
 
 def main(argv=None) -> int:

@@ -227,14 +227,19 @@ def _reshape_infer(inputs, attrs):
     return [TensorType(shape, x.dtype)]
 
 
+def _shape_args(t, shape) -> str:
+    """A shape as the arguments of `Tensor.reshape`/`expand`: `()` for a scalar, since
+    `x.reshape()` is a TypeError."""
+    return ", ".join(t.dim(d) for d in shape) if shape else "()"
+
+
 RESHAPE = register(
     OpDef(
         "reshape",
         (Arg("x", None, tensor=True), Arg("shape", dims_arg)),
         _reshape_infer,
         "structure",
-        # x.reshape(()) for a scalar: x.reshape() is a TypeError
-        torch=lambda t, x, *, shape: f"{x}.reshape({', '.join(t.dim(d) for d in shape) if shape else '()'})",
+        torch=lambda t, x, *, shape: f"{x}.reshape({_shape_args(t, shape)})",
         onnx=lambda b, x, *, shape: b.Reshape(x, b.shape(shape)),
         grad=_reshape_grad,
     )
@@ -1083,7 +1088,7 @@ EXPAND = register(
         _expand_infer,
         "structure",
         doc="broadcast x to shape (-1 keeps an axis), as Tensor.expand",
-        torch=lambda t, x, *, shape: f"{x}.expand({', '.join(t.dim(d) for d in shape) if shape else '()'})",
+        torch=lambda t, x, *, shape: f"{x}.expand({_shape_args(t, shape)})",
         # ONNX's Expand broadcasts: a 1 keeps the input's size, as -1 does in torch
         onnx=lambda b, x, *, shape: b.Expand(x, b.shape([1 if is_int(d) and d == -1 else d for d in shape])),
         # the engine sums g over the expanded axes (sum_to); the result is a view whose

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import io
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -266,7 +266,7 @@ class OnnxEmitter:
 
     def __init__(self, graph: Graph, weights: dict, opset: int, parameters: dict[str, TensorType] | None = None):
         self.graph, self.weights, self.opset, self.parameters = graph, weights, opset, parameters
-        self.nodes: list[onnx.NodeProto] = []
+        self.nodes: list[_Pending] = []
         self.initializers: dict[str, np.ndarray] = {}  # the weights used, in order of first use
         self.dims: dict[str, Val] = {}
         self.value_names: set[str] = set()
@@ -344,13 +344,12 @@ class OnnxEmitter:
         outputs = []
         for out_name, value in g.outputs:
             if self.env[value] != out_name:  # an input returned, or one value returned twice
-                node = helper.make_node("Identity", [self.env[value]], [out_name], name=self.fresh_node(out_name))
-                self.nodes.append(node)
+                self.nodes.append(_Pending("Identity", [self.env[value]], [out_name], self.fresh_node(out_name)))
             outputs.append(tensor_type(out_name, g.type_of(value)))
         inputs = [tensor_type(name, g.node(name).outputs[0]) for name in g.inputs if not name.startswith("seed.")]
         inputs += [tensor_type(name, t) for name, t in (self.parameters or {}).items()]
         inputs += [tensor_type(name, g.node(name).outputs[0]) for name in g.inputs if name.startswith("seed.")]
-        nodes = [n.proto() if isinstance(n, _Pending) else n for n in self.nodes]
+        nodes = [n.proto() for n in self.nodes]
         return helper.make_graph(nodes, g.name, inputs, outputs, value_info=value_info)
 
     def _settle(self, b: Lowering, made: Val, want: str, exact: bool) -> str:
@@ -370,16 +369,17 @@ class OnnxEmitter:
         return name
 
 
+@dataclass(slots=True)
 class _Pending:
-    """A node a lowering made, kept as Python lists until the graph is done: naming the
+    """A node made for the graph, kept as Python lists until the graph is done: naming the
     values after the spec renames inputs and outputs, far cheaper here than in a NodeProto."""
 
-    __slots__ = ("op_type", "inputs", "outputs", "name", "attrs", "doc")
-
-    def __init__(self, op_type, inputs, outputs, name, attrs, doc):
-        self.op_type, self.inputs, self.outputs, self.name, self.attrs, self.doc = (
-            op_type, inputs, outputs, name, attrs, doc,
-        )  # fmt: skip
+    op_type: str
+    inputs: list
+    outputs: list
+    name: str
+    attrs: dict = field(default_factory=dict)
+    doc: str = ""
 
     def proto(self) -> onnx.NodeProto:
         return helper.make_node(

@@ -732,10 +732,11 @@ class Template:
                 # A size known only at run time (`to_rows(x, N)`) cannot be a constructor
                 # argument: the caller passes it to `forward`, which may not be able to
                 # recover it from its inputs' shapes (`[24 * N]`).
-                if all(c is not None and p in c.args and not _runtime(c.args[p]) for c in self.calls):
-                    self.params.append(p)
-                elif any(c is not None and p in c.args and _runtime(c.args[p]) for c in self.calls):
+                given = [c.args[p] for c in self.calls if c is not None and p in c.args]
+                if any(_runtime(v) for v in given):
                     self.runtime_params.append(p)
+                elif len(given) == len(self.calls):
+                    self.params.append(p)
             for c in self.calls:
                 for p in c.defaults:
                     if p in c.args:

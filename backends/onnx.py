@@ -84,7 +84,8 @@ def _runtime_max_opset() -> int:
             x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
             graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "probe", [x], [x])
             graph.output[0].name = "y"
-            model = _model(graph, opset)
+            model = _model(opset)
+            model.graph.CopyFrom(graph)
             try:
                 ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
             except Exception:  # onnxruntime refuses an opset it does not know with a plain Fail
@@ -94,12 +95,13 @@ def _runtime_max_opset() -> int:
     return _RUNTIME_MAX[0]
 
 
-def _model(graph: onnx.GraphProto, opset: int) -> onnx.ModelProto:
+def _model(opset: int) -> onnx.ModelProto:
+    """A model with an empty graph, to be filled in place (make_model would copy a graph in)."""
     from importlib.metadata import version
 
     opsets = [helper.make_opsetid("", opset)]
     return helper.make_model(
-        graph,
+        onnx.GraphProto(),
         opset_imports=opsets,
         ir_version=helper.find_min_ir_version_for(opsets),
         producer_name="netc",
@@ -107,14 +109,15 @@ def _model(graph: onnx.GraphProto, opset: int) -> onnx.ModelProto:
     )
 
 
-def tensor_type(name: str, t: TensorType) -> onnx.ValueInfoProto:
-    """A value's type, a symbolic or derived dimension as its text (`N`, `(H - 1) // 2 + 1`)."""
+def tensor_type(name: str, t: TensorType, into=None) -> onnx.ValueInfoProto:
+    """A value's type, a symbolic or derived dimension as its text (`N`, `(H - 1) // 2 + 1`);
+    made in the repeated field `into` where given (adding in place saves a copy)."""
     proto = _TYPES.get(t)
     if proto is None:  # a deep network repeats few types: each is built once, then copied
         proto = helper.make_tensor_type_proto(ELEMENT_TYPES[t.dtype], [D.to_json(d) for d in t.shape])
         if len(_TYPES) < 4096:
             _TYPES[t] = proto
-    info = onnx.ValueInfoProto(name=name)
+    info = onnx.ValueInfoProto(name=name) if into is None else into.add(name=name)
     info.type.CopyFrom(proto)
     return info
 
@@ -274,6 +277,7 @@ class OnnxEmitter:
         self.env: dict[Value, Val] = {}
         self.symbols: dict[str, tuple[Value, int] | None] = {}
         self.basenames: dict[str, str] = {}
+        self.typed: list[str] = []  # the values given a value_info, once the graph is written
 
     # -- names
     def fresh_value(self, base: str) -> str:
@@ -309,7 +313,8 @@ class OnnxEmitter:
         return Val(name)
 
     # -- the model
-    def graph_proto(self) -> onnx.GraphProto:
+    def fill(self, graph_proto: onnx.GraphProto) -> None:
+        """Writes the graph into `graph_proto` (an empty GraphProto, a model's own)."""
         g = self.graph
         for name in g.inputs:
             self.value_names.add(name)
@@ -340,17 +345,36 @@ class OnnxEmitter:
                 name = self._settle(b, made, targets.get(value) or base, value in targets)
                 self.env[value] = Val.of(name, t)
                 if value not in targets:
-                    value_info.append(tensor_type(name, t))
-        outputs = []
+                    value_info.append((name, t))
         for out_name, value in g.outputs:
             if self.env[value] != out_name:  # an input returned, or one value returned twice
                 self.nodes.append(_Pending("Identity", [self.env[value]], [out_name], self.fresh_node(out_name)))
-            outputs.append(tensor_type(out_name, g.type_of(value)))
-        inputs = [tensor_type(name, g.node(name).outputs[0]) for name in g.inputs if not name.startswith("seed.")]
-        inputs += [tensor_type(name, t) for name, t in (self.parameters or {}).items()]
-        inputs += [tensor_type(name, g.node(name).outputs[0]) for name in g.inputs if name.startswith("seed.")]
-        nodes = [n.proto() for n in self.nodes]
-        return helper.make_graph(nodes, g.name, inputs, outputs, value_info=value_info)
+        # Built in place, field by field: make_node and make_graph would each copy every node once more.
+        add = graph_proto.node.add
+        for pending in self.nodes:
+            pending.add_to(add)
+        graph_proto.name = g.name
+        inputs = graph_proto.input
+        for name in g.inputs:
+            if not name.startswith("seed."):
+                tensor_type(name, g.node(name).outputs[0], inputs)
+        for name, t in (self.parameters or {}).items():
+            tensor_type(name, t, inputs)
+        for name in g.inputs:
+            if name.startswith("seed."):
+                tensor_type(name, g.node(name).outputs[0], inputs)
+        for out_name, value in g.outputs:
+            tensor_type(out_name, g.type_of(value), graph_proto.output)
+        infos = graph_proto.value_info
+        for name, t in value_info:
+            tensor_type(name, t, infos)
+        self.typed = [name for name, _ in value_info]
+
+    def model(self) -> onnx.ModelProto:
+        model = _model(self.opset)
+        with gc_paused():
+            self.fill(model.graph)
+        return model
 
     def _settle(self, b: Lowering, made: Val, want: str, exact: bool) -> str:
         """Names the value a lowering returned after the netc value it computes."""
@@ -381,10 +405,39 @@ class _Pending:
     attrs: dict = field(default_factory=dict)
     doc: str = ""
 
-    def proto(self) -> onnx.NodeProto:
-        return helper.make_node(
-            self.op_type, self.inputs, self.outputs, name=self.name, doc_string=self.doc or None, **self.attrs
-        )
+    def add_to(self, add) -> None:
+        """Adds the NodeProto to a graph (`add` is its `node.add`) as `helper.make_node` makes
+        it: attributes sorted by name, None ones left out."""
+        node = add(op_type=self.op_type, input=self.inputs, output=self.outputs)
+        if self.name:
+            node.name = self.name
+        if self.doc:
+            node.doc_string = self.doc
+        if self.attrs:
+            node.attribute.extend(_attribute(k, v) for k, v in sorted(self.attrs.items()) if v is not None)
+
+
+def _attribute(key: str, value) -> onnx.AttributeProto:
+    """`helper.make_attribute`, remembered for plain values: a deep network repeats a few
+    attributes (`transB=1`, the same kernel shape) thousands of times."""
+    kind = type(value)
+    if kind in (int, str):
+        cache_key = (key, kind, value)
+    elif kind is float:
+        cache_key = (key, kind, value.hex())  # -0.0 == 0.0, but they are different attributes
+    elif kind in (list, tuple) and all(type(v) is int for v in value):
+        cache_key = (key, "ints", tuple(value))
+    else:
+        return helper.make_attribute(key, value)
+    made = _ATTRIBUTES.get(cache_key)
+    if made is None:
+        made = helper.make_attribute(key, value)
+        if len(_ATTRIBUTES) < 4096:
+            _ATTRIBUTES[cache_key] = made
+    return made
+
+
+_ATTRIBUTES: dict[tuple, onnx.AttributeProto] = {}
 
 
 def _fresh(used: set, base: str) -> str:
@@ -485,19 +538,23 @@ def _element_type(array: np.ndarray) -> int:
     return helper.np_dtype_to_tensor_dtype(array.dtype)
 
 
-def emit(graph: Graph, weights: dict, opset: int = DEFAULT_OPSET, optimize: bool = True) -> OnnxModel:
-    """The inference model of a graph with the given weights (name -> numpy array)."""
+def emit(graph: Graph, weights: dict, opset: int = DEFAULT_OPSET, optimize: bool = True, owned=False) -> OnnxModel:
+    """The inference model of a graph with the given weights (name -> numpy array). `owned`:
+    nothing else holds the arrays, so folding may rewrite them rather than copy them."""
     check_opset(opset)
     emitter = OnnxEmitter(graph, weights, opset)
-    with gc_paused():
-        model = OnnxModel(_model(emitter.graph_proto(), opset), emitter.initializers)
+    model = OnnxModel(emitter.model(), emitter.initializers)
     if optimize:
         from .onnx_optimize import optimize as run_passes
+        from .onnx_optimize import would_change
 
+        outputs = [name for name, _ in graph.outputs]
+        if not would_change(emitter.nodes, outputs, model.weights, emitter.typed):
+            return model  # a residual MLP has nothing to fold: skip the passes' copy of the model
         arrays = dict(model.weights)
         headers = model.proto
         headers.graph.initializer.extend(_header(name, a) for name, a in arrays.items())
-        proto = run_passes(headers, arrays)
+        proto = run_passes(headers, arrays, overwrite=owned)
         weights = {t.name: arrays[t.name] for t in proto.graph.initializer}
         proto.graph.ClearField("initializer")
         model = OnnxModel(proto, weights)
@@ -518,8 +575,7 @@ def emit_backward(graph: Graph, opset: int = DEFAULT_OPSET, training: bool = Tru
         and local not in node.shared
     }
     emitter = OnnxEmitter(backward_graph(graph, training), {}, opset, parameters)
-    with gc_paused():
-        return OnnxModel(_model(emitter.graph_proto(), opset), {})
+    return OnnxModel(emitter.model(), {})
 
 
 def _header(name: str, array: np.ndarray) -> TensorProto:

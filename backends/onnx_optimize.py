@@ -33,6 +33,7 @@ from onnx import AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto,
 
 __all__ = [
     "FOLD_GROWTH_LIMIT",
+    "would_change",
     "fold_batch_norms",
     "fold_constants",
     "optimize",
@@ -53,7 +54,7 @@ _CONSTANT_ATTRIBUTES = frozenset(
 )
 
 
-def optimize(model: ModelProto, arrays: dict[str, np.ndarray] | None = None) -> ModelProto:
+def optimize(model: ModelProto, arrays: dict[str, np.ndarray] | None = None, overwrite: bool = False) -> ModelProto:
     """A new model computing the same function as `model` in inference, after all four passes.
 
     Requires and ensures what the module docstring says. `model` is not modified. With `arrays`, the
@@ -61,6 +62,8 @@ def optimize(model: ModelProto, arrays: dict[str, np.ndarray] | None = None) -> 
     netc keeps weights as numpy arrays until it writes the file, since each copy through protobuf costs
     more than the passes. `arrays` is then updated in place: folded values replace, new ones are added,
     unused ones removed; the returned model's initializers are the headers of what remains, in order.
+    With `overwrite`, the arrays themselves may be rewritten (a folded weight is computed in its own
+    memory): for weights nothing else holds, where resnet50's 100 MB would otherwise be copied.
     """
     out = _copy(model)
     opset = _default_opset(out)
@@ -71,9 +74,43 @@ def optimize(model: ModelProto, arrays: dict[str, np.ndarray] | None = None) -> 
         _remove_identities(out.graph)
     _fold_constants(out.graph, opset, arrays)
     if "BatchNormalization" in ops:
-        _fold_batch_norms(out.graph, arrays)
+        _fold_batch_norms(out.graph, arrays, overwrite and arrays is not None)
     _remove_dead(out.graph, arrays)
     return out
+
+
+def would_change(nodes, outputs: Iterable[str], initializers: Iterable[str], value_info: Iterable[str]) -> bool:
+    """Whether `optimize` could rewrite a graph given as plain records, before any protobuf is
+    built: `nodes` have `op_type`, `inputs`, `outputs` and `attrs` (a dict), in topological order;
+    the graph's outputs, initializers (none of them a graph input) and value_info are names.
+
+    Conservative: True whenever a pass might act (an Identity, Dropout or BatchNormalization; a
+    Shape or Size; a node other than a Constant reading only initializers and Constant outputs;
+    a dead node, an unused initializer, a value_info of a value no node makes; an attribute that
+    is a graph). False means `optimize` returns the same model, so emitting can skip its copy.
+    """
+    live = set(outputs)
+    initializers = list(initializers)
+    constants = set(initializers)
+    for node in nodes:
+        op_type = node.op_type
+        if op_type in ("Identity", "Dropout", "BatchNormalization", "Shape", "Size"):
+            return True
+        if op_type == "Constant":
+            constants.update(node.outputs)
+            continue
+        names = [name for name in node.inputs if name]
+        if names and all(name in constants for name in names):
+            return True
+        if any(isinstance(value, GraphProto) for value in node.attrs.values()):
+            return True
+    produced = set()
+    for node in reversed(nodes):
+        if not any(name in live for name in node.outputs if name):
+            return True
+        live.update(node.inputs)
+        produced.update(node.outputs)
+    return not live.issuperset(initializers) or not produced.issuperset(value_info)
 
 
 def remove_identity_nodes(model: ModelProto) -> ModelProto:
@@ -565,7 +602,7 @@ def _bias_name(weight: str, taken: set[str]) -> str:
     return _fresh_name(wanted, taken)
 
 
-def _fold_batch_norms(graph: GraphProto, arrays: dict | None = None) -> None:
+def _fold_batch_norms(graph: GraphProto, arrays: dict | None = None, overwrite: bool = False) -> None:
     constants = _Constants(graph, arrays)
     reads = _read_counts(graph)
     inputs = {i.name for i in graph.input}
@@ -617,7 +654,7 @@ def _fold_batch_norms(graph: GraphProto, arrays: dict | None = None) -> None:
             continue
         eps = next((a.f for a in bn.attribute if a.name == "epsilon"), 1e-5)
         s = scale / np.sqrt(var + eps)
-        folded_w = _scale_output_channels(conv, weight, s, attrs)
+        folded_w = _scale_output_channels(conv, weight, s, attrs, overwrite)
         if folded_w is None:
             continue
         folded_b = ((bias.astype(np.float64) - mean) * s + shift).astype(bias.dtype)
@@ -657,8 +694,9 @@ def _fold_batch_norms(graph: GraphProto, arrays: dict | None = None) -> None:
     _delete_initializers(graph, [i for i, t in enumerate(graph.initializer) if reads.get(t.name) == 0], arrays)
 
 
-def _scale_output_channels(conv: NodeProto, w: np.ndarray, s: np.ndarray, attrs) -> np.ndarray | None:
-    """The weight with output channel c multiplied by s[c], in w's dtype; None when w's layout does not fit s."""
+def _scale_output_channels(conv: NodeProto, w: np.ndarray, s: np.ndarray, attrs, overwrite=False) -> np.ndarray | None:
+    """The weight with output channel c multiplied by s[c], in w's dtype (in w itself with `overwrite`);
+    None when w's layout does not fit s."""
     if conv.op_type == "Conv":
         if w.ndim < 2 or w.shape[0] != s.size:
             return None
@@ -675,7 +713,7 @@ def _scale_output_channels(conv: NodeProto, w: np.ndarray, s: np.ndarray, attrs)
         if w.ndim != 2 or w.shape[0 if trans_b else 1] != s.size:
             return None
         view, factors = w.shape, s[:, None] if trans_b else s[None, :]
-    out = np.empty_like(w)
+    out = w if overwrite and w.flags.writeable and w.flags.c_contiguous else np.empty_like(w)
     # Multiplying in float64 and rounding once into w's dtype, chunk by chunk: no float64 copy of the weight.
     np.multiply(w.reshape(view), factors, out=out.reshape(view), dtype=np.float64, casting="unsafe")
     return out

@@ -60,6 +60,7 @@ import onnx  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 import torch  # noqa: E402
 import torch_reference as R  # noqa: E402
+from check_speed import compile_bytecode  # noqa: E402
 from netc.compiler import compile_file, compile_string  # noqa: E402
 from torch import nn  # noqa: E402
 
@@ -375,6 +376,7 @@ def main(argv=None) -> int:
     runs = 1 if args.quick else args.runs
     iters1, iters8 = (3, 1) if args.quick else (30, 10)
     torch.set_num_threads(args.threads)
+    compile_bytecode()  # the whole-process case starts netc fresh: with bytecode, as installed
     started = time.perf_counter()
     print(
         f"torch {torch.__version__}, onnx {onnx.__version__}, onnxruntime {ort.__version__}; "

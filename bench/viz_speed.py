@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from check_speed import ROOT, deep_spec, find_netc  # noqa: E402
+from check_speed import ROOT, compile_bytecode, deep_spec, find_netc  # noqa: E402
 
 VIZ_TARGET_S = 3.0
 PATHS_TARGET_S = 2.0
@@ -72,6 +72,7 @@ def main() -> None:
     parser.add_argument("--netc", help="netc executable (default: next to this Python, or PATH)")
     args = parser.parse_args()
     netc = find_netc(args.netc)
+    compile_bytecode()
     examples = ROOT / "examples"
     print(f"netc: {netc}   runs per case: {args.runs} (+1 warm-up)\n")
     rows = []

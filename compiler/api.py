@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import gc
 import os
 from dataclasses import dataclass
 
 from netc.dsl.diagnostics import Diagnostic, NetcError, SourceMap
 
+from .builder import gc_paused
 from .elaborate import elaborate
 from .ir import Graph
 from .limits import Limits
@@ -77,7 +77,9 @@ class CompiledNetwork:
             from .autodiff import attach_loss
 
             return emit_backward(attach_loss(self.graph, loss) if loss else self.graph, opset, training)
-        return emit(self.graph, self.weights(weights, seed), opset, optimize)
+        # Weights drawn here or read from a file are this call's own; a caller's dict is not.
+        owned = weights is None or isinstance(weights, (str, os.PathLike))
+        return emit(self.graph, self.weights(weights, seed), opset, optimize, owned)
 
     def backward_graph(self):
         """The training forward and its backward graph in one graph (compiler/autodiff.py)."""
@@ -133,18 +135,14 @@ def _compile(load, network, limits: dict, file=None) -> CompiledNetwork:
     sources = SourceMap()
     # Elaboration allocates many small objects and no cycles worth collecting: pausing the
     # collector keeps compile time linear in the size of the network.
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        program = load(sources, limits)
-        graph = elaborate(program, network, limits)
-        graph, warnings = prune_unused(graph)
-    except NetcError as exc:
-        exc.sources = sources
-        raise
-    finally:
-        if collecting:
-            gc.enable()
+    with gc_paused():
+        try:
+            program = load(sources, limits)
+            graph = elaborate(program, network, limits)
+            graph, warnings = prune_unused(graph)
+        except NetcError as exc:
+            exc.sources = sources
+            raise
     return CompiledNetwork(graph, warnings, sources, file)
 
 

@@ -33,6 +33,13 @@ def gc_paused():
         yield
     finally:
         if collecting:
+            if not gc.get_freeze_count():
+                # What was built lives as long as the graph. Left young, the next collection
+                # would walk all of it (0.12 s for a 50,000-node graph) to promote it; freezing
+                # and unfreezing moves it to the oldest generation at once. Skipped where the
+                # program froze objects of its own, which unfreezing would release.
+                gc.freeze()
+                gc.unfreeze()
             gc.enable()
 
 

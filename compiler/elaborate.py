@@ -24,6 +24,7 @@ from netc.dsl import syntax as S
 from netc.dsl.diagnostics import Diagnostic, InternalError, NetcError, Span
 
 from . import dims as D
+from . import templates
 from .builder import Builder
 from .dims import Dim
 from .ir import DTYPES, FLOAT_DTYPES, Graph, Node, TensorType, Value
@@ -125,6 +126,11 @@ class Elaborator:
         self._sizes: dict[int, tuple] = {}  # id(tuple) -> (it, its item count, nested ones included)
         self._suggestions: dict[tuple, tuple] = {}  # (undefined name, frame, names in it) -> notes
         self.trace = Tracer(self._consts, frozenset(program.blocks))  # how compile-time values were written
+        # Block templates (compiler/templates.py): every node and block instance made, in
+        # order, and the first call of each block by its key
+        self._made: list[str] = []
+        self._made_instances: list[tuple[str, ...]] = []
+        self._templates: dict[tuple, templates.Template | None] = {}
 
     # ------------------------------------------------------------ entry
 
@@ -1250,6 +1256,7 @@ class Elaborator:
                 self.graph.g.remove_node(node.name)
                 raise
         self.graph.provenance[node.name] = self.trace.provenance(frame, exprs)
+        self._made.append(node.name)
         results = tuple(Tensor(Value(node.name, i), t) for i, t in enumerate(node.outputs))
         return results[0] if op.n_outputs == 1 else Multi(results)
 
@@ -1361,6 +1368,13 @@ class Elaborator:
         self.graph.g.nodes[node.name]["node"] = node
         return node
 
+    def _room_for(self, template) -> bool:
+        """Whether copying `template` stays within the node and step limits; where it would
+        not, the call is elaborated, which reports the limit where it is reached."""
+        used = self._nodes_used()
+        total = used + len(template.nodes) + template.extra_results
+        return total < self.limits.max_nodes and self.steps + template.steps <= self.limits.steps_allowed(used)
+
     def _check_room(self, span: Span | None):
         if self._nodes_used() >= self.limits.max_nodes:
             raise FatalError(
@@ -1432,15 +1446,45 @@ class Elaborator:
             v.value: name for name, v in reversed(bound.items()) if isinstance(v, Tensor)
         }  # reversed: where one tensor is passed twice, the first parameter names it
         self.graph.calls[inner.path] = self.trace.block_call(frame, inner, block, expr, bound)
-        self.stack.append(block.name)
-        hint = self._hint
-        try:
-            values = self._body(block.body, inner)
-        finally:
-            self.stack.pop()
-            self._hint = hint
-        if values is POISON:
-            return POISON
+        self._made_instances.append(inner.path)
+        key = None
+        if templates.ENABLED and not owner and not frame.sharing:
+            key = templates.call_key(block.name, expr, inner.expansions, bound)
+        template = self._templates.get(key) if key is not None else None
+        if template is not None and self._room_for(template):
+            values = template.copy(
+                self.graph, inner.path, bound, self.trace.loops_made, self._made, self._made_instances
+            )
+            self.steps += template.steps
+            self.extra_results += template.extra_results
+            self.trace.loops_made += template.loops
+        else:
+            made, instances, steps = len(self._made), len(self._made_instances), self.steps
+            extra, loops, errors = self.extra_results, self.trace.loops_made, len(self.errors)
+            arguments = dict(bound)  # the body's variables join `bound` (the frame's vars)
+            self.stack.append(block.name)
+            hint = self._hint
+            try:
+                values = self._body(block.body, inner)
+            finally:
+                self.stack.pop()
+                self._hint = hint
+            if values is POISON:
+                return POISON
+            if key is not None and key not in self._templates and len(self.errors) == errors:
+                self._templates[key] = templates.Template.record(
+                    self.graph,
+                    expr,
+                    inner.path,
+                    arguments,
+                    self._made[made:],
+                    self._made_instances[instances:],
+                    values,
+                    self.steps - steps,
+                    self.extra_results - extra,
+                    loops,
+                    self.trace.loops_made - loops,
+                )
         self.trace.returned(self.graph, inner.path, values)
         return values[0] if len(values) == 1 else Multi(tuple(values))
 

@@ -17,11 +17,15 @@ from .ir import Graph, param_owner
 
 
 def prune_unused(graph: Graph) -> tuple[Graph, list[Diagnostic]]:
-    live = set()
-    for _, value in graph.outputs:
-        live.add(value.node)
-        live |= nx.ancestors(graph.g, value.node)
-    dead = [n for n in graph.nodes() if n.name not in live and n.op != "input"]
+    nodes = graph.nodes()
+    # Nodes are in topological order: one sweep back from the outputs finds their ancestors.
+    live = {value.node for _, value in graph.outputs}
+    for node in reversed(nodes):
+        if node.name in live:
+            live.update(v.node for v in node.inputs)
+    dead = [n for n in nodes if n.name not in live and n.op != "input"]
+    if not dead:
+        return graph, _unused_inputs(graph)
     warnings = []
     dead_names = {n.name for n in dead}
     for node in dead:
@@ -37,19 +41,19 @@ def prune_unused(graph: Graph) -> tuple[Graph, list[Diagnostic]]:
                 code="unused",
             )
         )
-    for name in graph.inputs:
-        if not any(True for _ in graph.g.successors(name)) and name not in {v.node for _, v in graph.outputs}:
-            warnings.append(
-                Diagnostic(
-                    f"input `{name}` is not used",
-                    graph.node(name).span,
-                    severity="warning",
-                    code="unused",
-                )
-            )
+    warnings += _unused_inputs(graph)
     _take_over_shared(graph, dead_names)
     graph.g.remove_nodes_from(dead_names)
     return graph, warnings
+
+
+def _unused_inputs(graph: Graph) -> list[Diagnostic]:
+    returned = {v.node for _, v in graph.outputs}
+    return [
+        Diagnostic(f"input `{name}` is not used", graph.node(name).span, severity="warning", code="unused")
+        for name in graph.inputs
+        if not any(True for _ in graph.g.successors(name)) and name not in returned
+    ]
 
 
 def _take_over_shared(graph: Graph, dead: set):

@@ -19,7 +19,6 @@ Ensures: `Graph.provenance[node name]` and `Graph.calls[instance path]` hold wha
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass, field
 
@@ -133,7 +132,7 @@ class Tracer:
     def __init__(self, consts: dict, blocks=frozenset()):
         self.consts = consts  # file-level constant -> value, filled as the elaborator computes them
         self.blocks = blocks  # block names: a block named `max` is not the compile-time function
-        self._loop_ids = itertools.count()
+        self.loops_made = 0  # the next `repeat`'s id (block templates shift the ids they copy)
         self._sizes: dict[int, tuple] = {}  # id(expression) -> (it, its size written out)
 
     def _size(self, expr) -> int:
@@ -192,7 +191,8 @@ class Tracer:
 
     def enter_repeat(self, frame, stmt: S.Repeat) -> Loop:
         count = self.expr(frame, stmt.count)
-        loop = Loop(next(self._loop_ids), -1, count, stmt.var, stmt.span, len(frame.trace.guards))
+        loop = Loop(self.loops_made, -1, count, stmt.var, stmt.span, len(frame.trace.guards))
+        self.loops_made += 1
         frame.trace.loops.append(loop)
         return loop
 

@@ -109,6 +109,19 @@ def test_optimization_folds_batchnorm_and_removes_dropout():
     assert "Dropout" not in ops_of_spec and "Identity" not in ops_of_spec
 
 
+def test_folding_leaves_a_callers_weights_alone_and_overwrites_only_its_own(tmp_path):
+    """Batchnorm folds into the weight array itself only where the weights are netc's own
+    (drawn, or read from a file); a caller's dict of arrays is never written to."""
+    compiled = compile_file(ROOT / "examples" / "resnet18.net")
+    mine = compiled.weights(seed=3)
+    before = {k: v.copy() for k, v in mine.items()}
+    given = compiled.onnx_model(weights=mine).to_bytes()
+    assert all(np.array_equal(before[k], mine[k]) for k in before)
+    assert compiled.onnx_model(seed=3).to_bytes() == given  # folded in place: the same bytes
+    np.savez(tmp_path / "w.npz", **before)
+    assert compiled.onnx_model(weights=tmp_path / "w.npz").to_bytes() == given
+
+
 def test_the_model_carries_the_specs_names_shapes_and_lines():
     path = ROOT / "examples" / "resnet50.net"
     compiled = compile_file(path)

@@ -767,3 +767,65 @@ def test_torch_exported_model(dynamic_batch):
     with torch.no_grad():
         expected = net(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(run(optimized, {"x": x})[0], expected, rtol=1e-4, atol=1e-5)
+
+
+# --- would_change: the cheap look that lets emission skip the passes -----------------------------------------
+
+
+class _Record:
+    def __init__(self, op_type, inputs, outputs, **attrs):
+        self.op_type, self.inputs, self.outputs, self.attrs = op_type, inputs, outputs, attrs
+
+
+_PLAIN = [_Record("Gemm", ["x", "w", "b"], ["h"], transB=1), _Record("Relu", ["h"], ["y"])]
+
+
+@pytest.mark.parametrize(
+    "nodes, initializers, value_info, expected",
+    [
+        (_PLAIN, ["w", "b"], ["h"], False),
+        ([_Record("Identity", ["x"], ["h"]), _PLAIN[1]], [], ["h"], True),
+        ([_Record("Dropout", ["x"], ["h"]), _PLAIN[1]], [], ["h"], True),
+        ([_Record("BatchNormalization", ["x", "s", "b", "m", "v"], ["h"]), _PLAIN[1]], ["s", "b", "m", "v"], [], True),
+        ([_Record("Shape", ["x"], ["h"]), _PLAIN[1]], [], [], True),
+        ([_Record("Neg", ["w"], ["h"]), _Record("Add", ["x", "h"], ["y"])], ["w"], [], True),  # foldable
+        (
+            [_Record("Constant", [], ["c"]), _Record("Neg", ["c"], ["h"]), _Record("Add", ["x", "h"], ["y"])],
+            [],
+            [],
+            True,
+        ),
+        ([_Record("Constant", [], ["c"]), _Record("Add", ["x", "c"], ["y"])], [], [], False),
+        (_PLAIN + [_Record("Relu", ["h"], ["unused"])], ["w", "b"], ["h"], True),  # dead
+        (_PLAIN, ["w", "b", "stray"], ["h"], True),  # unused initializer
+        (_PLAIN, ["w", "b"], ["h", "nobody"], True),  # value_info of a value no node makes
+        ([_Record("If", ["x"], ["y"], then_branch=onnx.GraphProto())], [], [], True),
+    ],
+)
+def test_would_change_says_when_a_pass_may_act(nodes, initializers, value_info, expected):
+    assert onnx_optimize.would_change(nodes, ["y"], initializers, value_info) is expected
+
+
+def test_skipping_the_passes_gives_what_running_them_gives():
+    """Where emission skips the passes (would_change is False), running them returns the model unchanged."""
+    from pathlib import Path
+
+    from netc.backends.onnx import OnnxEmitter, emit
+    from netc.compiler import compile_file
+
+    root = Path(__file__).resolve().parent.parent
+    skipped = []
+    for path in sorted((root / "examples").glob("*.net")):
+        compiled = compile_file(path)
+        weights = compiled.weights()
+        plain = emit(compiled.graph, weights, optimize=False)
+        emitter = OnnxEmitter(compiled.graph, weights, 18)
+        emitter.model()
+        outputs = [name for name, _ in compiled.graph.outputs]
+        if onnx_optimize.would_change(emitter.nodes, outputs, plain.weights, emitter.typed):
+            continue
+        skipped.append(path.name)
+        whole = plain.to_proto()
+        assert optimize(whole).SerializeToString() == whole.SerializeToString(), path.name
+        assert emit(compiled.graph, weights).to_bytes() == plain.to_bytes(), path.name
+    assert "residual_mlp.net" in skipped and len(skipped) >= 3, skipped

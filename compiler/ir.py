@@ -130,7 +130,10 @@ class Graph:
         names = {node.name for node in nodes}
         if len(names) < len(nodes) or any(name in g for name in names):
             raise ValueError("duplicate nodes")
-        g.add_nodes_from((node.name, {"node": node}) for node in nodes)
+        g.add_nodes_from([node.name for node in nodes])  # plain names: networkx's fast path, not (name, data)
+        attributes = g.nodes
+        for node in nodes:
+            attributes[node.name]["node"] = node
         g.add_edges_from((v.node, node.name) for node in nodes for v in node.inputs)
 
     def node(self, name: str) -> Node:

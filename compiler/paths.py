@@ -29,6 +29,7 @@ import gc
 import math
 from collections import Counter
 from dataclasses import dataclass, field
+from itertools import compress
 
 from .ir import FLOAT_DTYPES, Graph
 
@@ -116,11 +117,15 @@ class PathReport:
     layers: list[LayerPaths]
     backward: dict[str, int]  # node -> paths from it to the outputs (inputs included)
     forward: dict[str, int]  # node -> paths to it from the gradient's leaves (inputs, leaf layers)
-    succ: dict[str, list[str]]  # node -> its gradient-carrying consumers, once per argument read
+    order: list[str]  # the nodes in graph order
+    consumers: list[list[int]]  # by position in `order`: the gradient-carrying readers, once per argument read
 
     def edge_paths(self, u: str, v: str) -> int:
         """Leaf-to-output paths through the edge u -> v (each argument v reads of u counts)."""
-        reads = sum(1 for w in self.succ.get(u, ()) if w == v)
+        position = {name: i for i, name in enumerate(self.order)}
+        if u not in position or v not in position:
+            return 0
+        reads = self.consumers[position[u]].count(position[v])
         return self.forward.get(u, 0) * self.backward.get(v, 0) * reads
 
     def to_json(self) -> dict:
@@ -144,14 +149,93 @@ def gradient_edges(graph: Graph) -> dict[str, list[str]]:
     Only float values into a node with a float result carry one: an int64 id, a bool
     mask, a comparison or a cast to int stops the gradient."""
     nodes = graph.nodes()
-    floats = {n.name: tuple(t.dtype in FLOAT_DTYPES for t in n.outputs) for n in nodes}
-    succ: dict[str, list[str]] = {}
-    for node in nodes:
-        if any(floats[node.name]):
+    return {nodes[i].name: [nodes[w].name for w in ws] for i, ws in enumerate(_consumers(nodes)) if ws}
+
+
+def _consumers(nodes) -> list[list[int]]:
+    """`gradient_edges` by position in `nodes` (graph order), the form the analysis runs on."""
+    return _scan(nodes).consumers
+
+
+_FLOAT, _NOT_FLOAT = (True,), (False,)  # the flags of a one-output node, shared
+
+
+@dataclass(slots=True)
+class _Scan:
+    names: list[str]
+    ops: list[str]
+    position: dict[str, int]  # name -> position in graph order
+    consumers: list[list[int]]  # as `_consumers`
+    weight: list[int]  # 1: a parameterized layer
+    factor: list[int]  # 1: an element-wise function
+    gain: list[float]  # log10 of its largest derivative; 0 off element-wise nodes
+    forward: list[int]  # paths to the node from the gradient's leaves (see `_analyze`)
+    forward_by_name: dict[str, int]  # the same, by name: built here, where each name is at hand
+
+
+def _scan(nodes, inputs=frozenset()) -> _Scan:
+    """Everything the analysis needs per node, in one pass in graph order: a deep network
+    has tens of thousands of nodes, scattered in memory, and each pass over them costs
+    more than the arithmetic. `inputs`: the float network inputs, where forward paths start."""
+    from .ops import REGISTRY
+
+    n_all = len(nodes)
+    position: dict[str, int] = {}
+    floats: list = [None] * n_all  # per node, per output: does it carry a gradient?
+    names: list = [None] * n_all
+    ops: list = [None] * n_all
+    consumers: list[list[int]] = [[] for _ in range(n_all)]
+    # filled where not 0: most nodes are neither layers nor functions
+    weight, factor, gain, forward = [0] * n_all, [0] * n_all, [0.0] * n_all, [0] * n_all
+    forward_by_name: dict[str, int] = {}
+    kinds: dict = {}  # op -> 1 if element-wise
+    gains: dict = {}  # (op, attributes) -> gain: a deep network repeats a few activations
+    for i, node in enumerate(nodes):
+        name, op, outputs = node.name, node.op, node.outputs
+        position[name] = i
+        names[i] = name
+        ops[i] = op
+        if len(outputs) == 1:
+            flags = _FLOAT if outputs[0].dtype in FLOAT_DTYPES else _NOT_FLOAT
+        else:
+            flags = [t.dtype in FLOAT_DTYPES for t in outputs]
+        floats[i] = flags
+        paths, reads = 0, False
+        if True in flags:
             for v in node.inputs:
-                if floats[v.node][v.index]:
-                    succ.setdefault(v.node, []).append(node.name)
-    return succ
+                j = position[v.node]
+                if floats[j][v.index]:
+                    consumers[j].append(i)
+                    paths += forward[j]  # once per argument read, as the edges count
+                    reads = True
+        params = node.params
+        if params:
+            weight[i] = 1
+        # a leaf: a float input, or a layer whose parameters no gradient reaches through an input
+        if (params and not reads) or name in inputs:
+            paths += 1
+        if paths:
+            forward[i] = paths
+        forward_by_name[name] = paths
+        elementwise = kinds.get(op)
+        if elementwise is None:
+            elementwise = kinds[op] = int(getattr(REGISTRY.get(op), "kind", None) == "elementwise")
+        if not elementwise:
+            continue
+        factor[i] = 1
+        attrs = node.attrs
+        try:
+            key = (op, tuple(sorted(attrs.items()))) if attrs else op
+            g = gains.get(key)
+        except TypeError:  # an unhashable attribute
+            key, g = None, None
+        if g is None:
+            d = max_derivative(op, attrs)
+            g = UNBOUNDED if d is None else math.log10(d)
+            if key is not None:
+                gains[key] = g
+        gain[i] = g
+    return _Scan(names, ops, position, consumers, weight, factor, gain, forward, forward_by_name)
 
 
 def default_outputs(graph: Graph) -> list[str]:
@@ -185,42 +269,44 @@ def analyze(graph: Graph, outputs: list[str] | None = None) -> PathReport:
 
 
 def _analyze(graph: Graph, outputs) -> PathReport:
-    from .ops import REGISTRY
-
-    nodes = graph.nodes()
-    names = [n.name for n in nodes]
-    index = {name: i for i, name in enumerate(names)}
-    named_succ = gradient_edges(graph)
-    succ = [[index[w] for w in named_succ.get(name, ())] for name in names]
     chosen = default_outputs(graph) if outputs is None else list(outputs)
     known = dict(graph.outputs)
     for o in chosen:
         if o not in known:
             raise KeyError(o)
+    # Forward paths start at the gradient's leaves: float inputs, and layers whose
+    # parameters no gradient reaches through an input, such as an embedding.
+    float_inputs = {x for x in graph.inputs if graph.node(x).outputs[0].dtype in FLOAT_DTYPES}
+    scan = _scan(graph.nodes(), float_inputs)
+    names, succ, weight, factor, gain = scan.names, scan.consumers, scan.weight, scan.factor, scan.gain
+    index = scan.position
     roots = [0] * len(names)
     for o in chosen:
         roots[index[known[o].node]] += 1
 
-    weight = [1 if n.params else 0 for n in nodes]  # a parameterized layer
-    factor = [1 if getattr(REGISTRY.get(n.op), "kind", None) == "elementwise" else 0 for n in nodes]
-    gain = [0.0] * len(names)  # log10 of the largest derivative; 0 off element-wise nodes
-    for i, n in enumerate(nodes):
-        if factor[i]:
-            d = max_derivative(n.op, n.attrs)
-            gain[i] = UNBOUNDED if d is None else math.log10(d)
-
     # Backward, reverse topological order: paths to the outputs, and the extremes of the
-    # lengths and bounds over them (-1 / None where no path leaves the node).
+    # lengths and bounds over them (None where no path leaves the node: what its
+    # LayerPaths says, and never read, since only successors with paths are).
     n_all = len(names)
     back = [0] * n_all
-    lo, hi, flo, fhi = [0] * n_all, [0] * n_all, [0] * n_all, [0] * n_all
-    att = [0.0] * n_all
+    lo, hi, flo, fhi, att = [None] * n_all, [None] * n_all, [None] * n_all, [None] * n_all, [None] * n_all
     for i in range(n_all - 1, -1, -1):
+        ws = succ[i]
         count = roots[i]
+        if not count and len(ws) == 1:  # most nodes of a deep network: one step along a chain
+            w = ws[0]
+            bw = back[w]
+            if bw:
+                back[i] = bw
+                ww, fw = weight[w], factor[w]
+                lo[i], hi[i] = lo[w] + ww, hi[w] + ww
+                flo[i], fhi[i] = flo[w] + fw, fhi[w] + fw
+                att[i] = att[w] + gain[w]
+            continue
         first = not count
         a_lo = a_hi = a_flo = a_fhi = 0
         a_att = 0.0
-        for w in succ[i]:
+        for w in ws:
             bw = back[w]
             if not bw:
                 continue
@@ -240,34 +326,19 @@ def _analyze(graph: Graph, outputs) -> PathReport:
                 a_fhi = c_fhi
             if c_att > a_att:
                 a_att = c_att
-        back[i] = count
-        lo[i], hi[i], flo[i], fhi[i], att[i] = a_lo, a_hi, a_flo, a_fhi, a_att
+        if count:
+            back[i] = count
+            lo[i], hi[i], flo[i], fhi[i], att[i] = a_lo, a_hi, a_flo, a_fhi, a_att
 
-    # Forward: paths from the gradient's leaves (float inputs; layers whose parameters no
-    # gradient reaches through an input, such as an embedding) to each node.
-    has_pred = [False] * n_all
-    for ws in succ:
-        for w in ws:
-            has_pred[w] = True
-    fwd = [0] * n_all
-    float_inputs = {x for x in graph.inputs if graph.node(x).outputs[0].dtype in FLOAT_DTYPES}
-    for i, n in enumerate(nodes):
-        if n.name in float_inputs or (n.params and not has_pred[i]):
-            fwd[i] += 1
-        if fwd[i]:
-            for w in succ[i]:
-                fwd[w] += fwd[i]
-
-    layers = []
-    inputs_set = set(graph.inputs)
-    for i, n in enumerate(nodes):
-        if n.name in inputs_set or n.op == "constant":
-            continue
-        if back[i]:
-            a = None if att[i] >= UNBOUNDED / 10 else att[i]
-            layers.append(LayerPaths(n.name, n.op, back[i], lo[i], hi[i], flo[i], fhi[i], a))
-        else:
-            layers.append(LayerPaths(n.name, n.op, 0, None, None, None, None, None))
+    # One LayerPaths per node but the inputs and constants, built column-wise (map calls
+    # the constructor without a Python loop around it).
+    limit = UNBOUNDED / 10
+    bounds = [None if a is None or a >= limit else a for a in att]
+    columns = [names, scan.ops, back, lo, hi, flo, fhi, bounds]
+    keep = [op != "constant" for op in scan.ops]
+    for x in graph.inputs:
+        keep[index[x]] = False
+    layers = list(map(LayerPaths, *[compress(column, keep) for column in columns]))
 
     inputs = {}
     for x in graph.inputs:
@@ -281,9 +352,9 @@ def _analyze(graph: Graph, outputs) -> PathReport:
             from netc.dsl.diagnostics import InternalError
 
             raise InternalError(f"path histogram of {x} sums to {total}, but {back[i]} paths were counted")
-        inputs[x] = InputPaths(x, back[i], hist, {k: (None if b >= UNBOUNDED / 10 else b) for k, b in bound.items()})
-    by_name = lambda values: dict(zip(names, values))  # noqa: E731
-    return PathReport(graph.name, chosen, inputs, layers, by_name(back), by_name(fwd), named_succ)
+        inputs[x] = InputPaths(x, back[i], hist, {k: (None if b >= limit else b) for k, b in bound.items()})
+    backward = dict(zip(names, back))
+    return PathReport(graph.name, chosen, inputs, layers, backward, scan.forward_by_name, names, succ)
 
 
 # ---------------------------------------------------------------- histograms
@@ -295,66 +366,56 @@ _SINK = "\0sink"  # joins the outputs, after every node
 
 
 def _histogram(x: int, succ, roots, back, weight, gain):
-    # The nodes on some path from x to an output, in topological order, then a sink
-    # that joins the outputs.
+    # One pass in topological order over the nodes on some path from x to an output
+    # (reached from x, with a path onward), then a sink at position n_all that joins the
+    # outputs. Each such node's step is (weight, gain, offset of each edge out of it);
+    # None off the paths. A node is a cut when no edge seen so far jumps over it (every
+    # x -> output path passes through it): `furthest` is the farthest edge end yet.
     n_all = len(succ)
     reach = [False] * (n_all + 1)
     reach[x] = True
-    order = []
+    step: list = [None] * (n_all + 1)
+    step[n_all] = (0, 0.0)
+    cuts = []
+    furthest = x
     for i in range(x, n_all):
-        if reach[i] and back[i]:
-            order.append(i)
-            for w in succ[i]:
-                reach[w] = True
-    sink = len(order)
-    pos = {n: k for k, n in enumerate(order)}
-    incoming: list[list[int]] = [[] for _ in range(sink + 1)]
-    cover = [0] * (sink + 2)
-    for k, n in enumerate(order):
-        targets = [pos[w] for w in succ[n] if back[w]] + [sink] * roots[n]
-        for t in targets:
-            incoming[t].append(k)
-            if t - k > 1:  # the edge jumps over the positions between
-                cover[k + 1] += 1
-                cover[t] -= 1
-    # Cuts: positions no edge jumps over (every x -> output path passes through them).
-    cuts, running = [], 0
-    for k in range(sink + 1):
-        running += cover[k]
-        if running == 0:
-            cuts.append(k)
-    wt = [weight[n] for n in order] + [0]
-    gn = [gain[n] for n in order] + [0.0]
+        if not (reach[i] and back[i]):
+            continue
+        if furthest <= i:
+            cuts.append(i)
+        ws = succ[i]
+        if len(ws) == 1 and not roots[i]:  # a chain: its one successor has paths onward
+            w = ws[0]
+            reach[w] = True
+            if w > furthest:
+                furthest = w
+            step[i] = (weight[i], gain[i], w - i)
+            continue
+        targets = [w for w in ws if back[w]] + [n_all] * roots[i]
+        for w in targets:
+            reach[w] = True
+        far = max(targets)  # not empty: the node has paths onward
+        if far > furthest:
+            furthest = far
+        step[i] = (weight[i], gain[i], *[w - i for w in targets])
+    cuts.append(n_all)
 
-    # Each segment's polynomial by plain DP; equal segments grouped.
-    groups: Counter = Counter()
+    # Segments between consecutive cuts. Equal steps (relative to the segment's start)
+    # make equal polynomials, so the DP runs once per distinct segment, not once per
+    # block: a `repeat` of 10,000 blocks has five distinct ones. The key covers
+    # the steps of both ends too, which is more than the DP reads: never less.
+    seen: dict = {}  # segment key -> [start, end, how many]
     for a, b in zip(cuts, cuts[1:]):
-        coef = {a: [1]}
-        bnd = {a: [0.0]}
-        for i in range(a + 1, b + 1):
-            ins = incoming[i]
-            s, g = wt[i], gn[i]
-            if len(ins) == 1:  # a chain: shift the one predecessor's polynomial
-                cu, bu = coef[ins[0]], bnd[ins[0]]
-                coef[i] = [0] * s + cu if s else cu
-                bnd[i] = [-INF] * s + [v + g for v in bu] if s or g else bu
-                continue
-            c_acc: list[int] = []
-            b_acc: list[float] = []
-            for u in ins:
-                cu, bu = coef[u], bnd[u]
-                need = len(cu) + s
-                if len(c_acc) < need:
-                    c_acc += [0] * (need - len(c_acc))
-                    b_acc += [-INF] * (need - len(b_acc))
-                for L, c in enumerate(cu):
-                    if c:
-                        c_acc[L + s] += c
-                        v = bu[L] + g
-                        if v > b_acc[L + s]:
-                            b_acc[L + s] = v
-            coef[i], bnd[i] = c_acc, b_acc
-        groups[(tuple(coef[b]), tuple(v if v == -INF else round(v, 12) for v in bnd[b]))] += 1
+        key = tuple(step[a : b + 1])
+        entry = seen.get(key)
+        if entry is None:
+            seen[key] = [a, b, 1]
+        else:
+            entry[2] += 1
+    groups: Counter = Counter()  # equal polynomials grouped, in order of first appearance
+    for a, b, e in seen.values():
+        coef, bnd = _segment(a, b, step)
+        groups[(tuple(coef), tuple(v if v == -INF else round(v, 12) for v in bnd))] += e
 
     total_c, total_b = [1], [0.0]
     for (c, bd), e in sorted(groups.items(), key=lambda kv: len(kv[0][0])):
@@ -364,6 +425,44 @@ def _histogram(x: int, succ, roots, back, weight, gain):
     hist = {L: c for L, c in enumerate(total_c) if c}
     bound = {L: total_b[L] for L in hist}
     return hist, bound
+
+
+def _segment(a: int, b: int, step) -> tuple[list[int], list[float]]:
+    """The polynomial of the paths from cut a to cut b, by plain DP."""
+    incoming: dict[int, list[int]] = {}
+    for u in range(a, b):
+        s = step[u]
+        if s is not None:
+            for offset in s[2:]:  # no edge leaves the segment: b is a cut
+                incoming.setdefault(u + offset, []).append(u)
+    coef = {a: [1]}
+    bnd = {a: [0.0]}
+    for i in range(a + 1, b + 1):
+        if step[i] is None:
+            continue
+        ins = incoming[i]
+        s, g = step[i][0], step[i][1]
+        if len(ins) == 1:  # a chain: shift the one predecessor's polynomial
+            cu, bu = coef[ins[0]], bnd[ins[0]]
+            coef[i] = [0] * s + cu if s else cu
+            bnd[i] = [-INF] * s + [v + g for v in bu] if s or g else bu
+            continue
+        c_acc: list[int] = []
+        b_acc: list[float] = []
+        for u in ins:
+            cu, bu = coef[u], bnd[u]
+            need = len(cu) + s
+            if len(c_acc) < need:
+                c_acc += [0] * (need - len(c_acc))
+                b_acc += [-INF] * (need - len(b_acc))
+            for L, c in enumerate(cu):
+                if c:
+                    c_acc[L + s] += c
+                    v = bu[L] + g
+                    if v > b_acc[L + s]:
+                        b_acc[L + s] = v
+        coef[i], bnd[i] = c_acc, b_acc
+    return coef[b], bnd[b]
 
 
 def _strip(c: list[int]) -> tuple[int, list[int]]:
@@ -380,17 +479,40 @@ def _strip(c: list[int]) -> tuple[int, list[int]]:
 def _power(c: list[int], b: list[float], e: int) -> tuple[list[int], list[float]]:
     """(c, b) ** e: counts by Miller's recurrence, bounds in the (max, +) semiring."""
     m, q = _strip(c)
+    # q(z) = r(z^g) where every exponent of q is a multiple of g: then q^e = r^e(z^g),
+    # and the recurrence skips the coefficients that are 0 (1 + z^2, a block of two layers)
+    g = 0
+    for j in range(1, len(q)):
+        if q[j]:
+            g = math.gcd(g, j)
+    if g > 1:
+        q = q[::g]
     d = len(q) - 1
+    degree = e * d  # of q^e
+    # a palindromic q has a palindromic power (z^degree q^e(1/z) = q^e(z)): half the coefficients
+    top = degree // 2 if q == q[::-1] else degree
     q0 = q[0]
     out = [q0**e]
-    terms = [(j, q[j]) for j in range(1, d + 1) if q[j]]
-    for k in range(1, e * d + 1):
-        acc = 0
-        for j, qj in terms:
-            if j > k:
-                break
-            acc += ((e + 1) * j - k) * qj * out[k - j]
-        out.append(acc // (k * q0))  # exact: the coefficients are integers
+    if d == 1:  # a binomial: one term in the recurrence
+        q1, prev = q[1], out[0]
+        for k in range(1, top + 1):
+            prev = (e + 1 - k) * q1 * prev // (k * q0)
+            out.append(prev)
+    else:
+        terms = [(j, q[j]) for j in range(1, d + 1) if q[j]]
+        for k in range(1, top + 1):
+            acc = 0
+            for j, qj in terms:
+                if j > k:
+                    break
+                acc += ((e + 1) * j - k) * qj * out[k - j]
+            out.append(acc // (k * q0))  # exact: the coefficients are integers
+    if top < degree:
+        out += out[degree - top - 1 :: -1]
+    if g > 1:
+        spread = [0] * (degree * g + 1)
+        spread[::g] = out
+        out = spread
     counts = [0] * (m * e) + out
     values = {v for v in b if v != -INF}
     if len(values) == 1:  # every path through the segment has one bound: e times it
@@ -409,12 +531,15 @@ def _power(c: list[int], b: list[float], e: int) -> tuple[list[int], list[float]
 def _multiply(a: list[int], b: list[int]) -> list[int]:
     if len(a) < len(b):
         a, b = b, a
+    terms = [(j, bj) for j, bj in enumerate(b) if bj]
+    if len(terms) == 1:  # a monomial (a segment of one path): a shift
+        ((j, bj),) = terms
+        return [0] * j + (a[:] if bj == 1 else [ai * bj for ai in a]) + [0] * (len(b) - 1 - j)
     out = [0] * (len(a) + len(b) - 1)
-    for j, bj in enumerate(b):
-        if bj:
-            for i, ai in enumerate(a):
-                if ai:
-                    out[i + j] += ai * bj
+    for j, bj in terms:
+        for i, ai in enumerate(a):
+            if ai:
+                out[i + j] += ai * bj
     return out
 
 
@@ -524,6 +649,8 @@ def print_report(report: PathReport, file=None) -> None:
     out = file or sys.stdout
     text = io.StringIO()
     starts = ", ".join(report.outputs) or "no float output"
+    # The tables are built a column at a time: a deep network has tens of thousands of
+    # rows, and a Python loop around each of them costs more than all the rest.
     for name, p in report.inputs.items():
         if not p.paths:
             text.write(f"input {name}: no gradient path reaches it\n\n")
@@ -533,24 +660,41 @@ def print_report(report: PathReport, file=None) -> None:
             f"input {name}: {count_text(p.paths)} gradient path{'s' * (p.paths != 1)} from {starts}, "
             f"{min(lengths)} to {max(lengths)} parameterized layers long"
         )
-        rows = []
-        for length, count in p.histogram.items():
-            share = count / p.paths if p.paths < 2**1000 else math.exp(math.log(count) - math.log(p.paths))
-            bound = bound_text(p.attenuation_log10[length])
-            rows.append((str(length), count_text(count), f"{100 * share:.3g}%", bound))
-        _table(text, out, title, ("Length", "Paths", "Share", "Bound"), rows)
-    rows = []
-    for layer in report.layers:
-        if layer.paths:
-            factors = f"{layer.factors_shortest}..{layer.factors_longest}"
-            bound = bound_text(layer.attenuation_log10)
-            rows.append(
-                (layer.name, layer.op, count_text(layer.paths), str(layer.shortest), str(layer.longest), factors, bound)
-            )
-        else:
-            rows.append((layer.name, layer.op, "0", "", "", "", ""))
+        counts = list(p.histogram.values())
+        if p.paths < 2**1000:
+            shares = [f"{100 * (count / p.paths):.3g}%" for count in counts]
+        else:  # past a float: the ratio of logarithms
+            log_total = math.log(p.paths)
+            shares = [f"{100 * math.exp(math.log(count) - log_total):.3g}%" for count in counts]
+        columns = [
+            list(map(str, lengths)),
+            list(map(count_text, counts)),
+            shares,
+            _bound_texts([p.attenuation_log10[length] for length in lengths]),
+        ]
+        _table(text, out, title, ("Length", "Paths", "Share", "Bound"), columns)
+    layers = report.layers
+    paths = [layer.paths for layer in layers]
+    shortest, longest = [layer.shortest for layer in layers], [layer.longest for layer in layers]
+    few = [layer.factors_shortest for layer in layers]
+    most = [layer.factors_longest for layer in layers]
+    number = {n: str(n) for n in {*shortest, *longest, *few, *most}}.__getitem__  # each value converted once
+    columns = [
+        [layer.name for layer in layers],
+        [layer.op for layer in layers],
+        _count_texts(paths),
+        list(map(number, shortest)),
+        list(map(number, longest)),
+        list(map("..".join, zip(map(number, few), map(number, most)))),
+        _bound_texts([layer.attenuation_log10 for layer in layers]),
+    ]
+    if 0 in paths:  # blank columns where no path reaches
+        for i, n in enumerate(paths):
+            if not n:
+                for column in columns[3:]:
+                    column[i] = ""
     title = f"layers of {report.network}: gradient paths from {starts}"
-    _table(text, out, title, ("Layer", "Op", "Paths", "Shortest", "Longest", "Factors", "Bound"), rows)
+    _table(text, out, title, ("Layer", "Op", "Paths", "Shortest", "Longest", "Factors", "Bound"), columns)
     text.write(
         "Lengths count the parameterized layers a path passes after the layer; Factors, the element-wise\n"
         "functions it passes; Bound, the largest product of their greatest derivatives (sigmoid 0.25, relu 1).\n"
@@ -559,21 +703,41 @@ def print_report(report: PathReport, file=None) -> None:
     out.flush()
 
 
-def _table(text, out, title, header, rows) -> None:
-    if len(rows) > _RICH_ROWS:
-        _plain(text, title, header, rows)
+def _count_texts(counts: list[int]) -> list[str]:
+    """`count_text` of each, once per run of equal counts: a chain of layers shares one
+    count (one int object: the identity test is the fast path), and the text of a count
+    of thousands of digits costs a microsecond."""
+    texts: list[str] = []
+    last, text = None, ""
+    for n in counts:
+        if n is not last:
+            if n != last:
+                text = count_text(n)
+            last = n
+        texts.append(text)
+    return texts
+
+
+def _bound_texts(bounds: list) -> list[str]:
+    """`bound_text` of each, once per distinct bound (a deep network repeats a few)."""
+    texts = {b: bound_text(b) for b in set(bounds)}  # 0.0 and -0.0 merge: both print 1
+    return list(map(texts.__getitem__, bounds))
+
+
+def _table(text, out, title, header, columns) -> None:
+    if len(columns[0]) > _RICH_ROWS:
+        _plain(text, title, header, columns)
     else:
-        _rich(text, out, title, header, rows)
+        _rich(text, out, title, header, list(zip(*columns)))
 
 
-def _plain(out, title, header, rows) -> None:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-
-    def line(r):
-        return "  ".join(c.ljust(w) if i in (0, 1) else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
-
+def _plain(out, title, header, columns) -> None:
+    widths = [max(len(name), max(map(len, column), default=0)) for name, column in zip(header, columns)]
+    # one %-format a row, fed by zip and map: 60,000 rows of a deep network print in a
+    # few hundredths of a second (%-ws and %ws pad a string as ljust and rjust do)
+    line = "  ".join(f"%{'-' if i in (0, 1) else ''}{w}s" for i, w in enumerate(widths))
     rule = "  ".join("-" * w for w in widths)
-    out.write("\n".join([title, line(header), rule, *map(line, rows)]) + "\n\n")
+    out.write("\n".join([title, line % header, rule, *map(line.__mod__, zip(*columns))]) + "\n\n")
 
 
 def _rich(text, out, title, header, rows) -> None:

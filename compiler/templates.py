@@ -109,19 +109,18 @@ class Template:
         """Adds the copy at `path` to `graph`; returns the values the call returns."""
         old, new = ".".join(self.path) + ".", ".".join(path) + "."
         cut, depth = len(old), len(self.path)
-        names: dict[str, str] = {}
         arguments = {v: bound[name].value for name, v in self.args.items()}
         shift = loops_made - self.first_loop
 
         def value(v: Value) -> Value:
-            renamed = names.get(v.node)
-            return Value(renamed, v.index) if renamed is not None else arguments[v]
+            # the instance's own nodes, and only they, are named below its path
+            node = v.node
+            return Value(new + node[cut:], v.index) if node.startswith(old) else arguments[v]
 
         provenance, copies = graph.provenance, []
         for node, dynamic, static in zip(self.nodes, self.provenance, self.shared_provenance):
             name = new + node.name[cut:]
-            names[node.name] = name
-            copies.append(node.moved(name, tuple(value(v) for v in node.inputs), path + node.scope[depth:]))
+            copies.append(node.moved(name, tuple([value(v) for v in node.inputs]), path + node.scope[depth:]))
             made.append(name)
             if static is not None:
                 provenance[name] = static if dynamic is None else _renamed(dynamic, value, shift)

@@ -332,3 +332,43 @@ def test_paths_errors(tmp_path):
     assert proc.returncode == 1 and json.loads(proc.stdout)["ok"] is False
     proc = run_netc("paths", tmp_path / "missing.net")
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
+
+
+def branches_stack(n: int, lengths: tuple[int, ...]) -> str:
+    """n blocks `x + branch + ...`, one branch of k linear layers per k in `lengths`."""
+    terms = " + ".join(["x"] + ["(x" + " -> linear(4)" * k + ")" for k in lengths])
+    return f"""
+block b(x) {{
+    return {terms}
+}}
+network s(x: [N, 4]) {{
+    h = x
+    repeat {n} {{
+        h = b(h)
+    }}
+    return h
+}}
+"""
+
+
+@pytest.mark.parametrize("lengths", [(2, 4), (1, 3), (1, 1, 2)])
+def test_repeated_blocks_histogram_is_the_block_polynomial_to_the_power(lengths):
+    """A block's polynomial 1 + sum z^k, to the n-th power, by plain multiplication: the
+    analysis groups equal segments and takes powers with shortcuts for palindromic
+    polynomials (1 + z^2 + z^4) and polynomials in z^g; (1, 3) has neither."""
+    for n in range(1, 6):
+        check_against_brute_force(compile_string(branches_stack(n, lengths)).graph)
+    n = 120
+    block = [0] * (max(lengths) + 1)
+    block[0] = 1
+    for k in lengths:
+        block[k] += 1
+    expected = [1]
+    for _ in range(n):
+        product = [0] * (len(expected) + len(block) - 1)
+        for i, a in enumerate(expected):
+            for j, b in enumerate(block):
+                product[i + j] += a * b
+        expected = product
+    report = analyze(compile_string(branches_stack(n, lengths)).graph)
+    assert report.inputs["x"].histogram == {k: c for k, c in enumerate(expected) if c}

@@ -130,7 +130,7 @@ class Elaborator:
         # order, and the first call of each block by its key
         self._made: list[str] = []
         self._made_instances: list[tuple[str, ...]] = []
-        self._templates: dict[tuple, templates.Template | None] = {}
+        self._templates: dict[tuple, object] = {}  # key -> SEEN, a Template, or None (not copied)
 
     # ------------------------------------------------------------ entry
 
@@ -1451,7 +1451,7 @@ class Elaborator:
         if templates.ENABLED and not owner and not frame.sharing:
             key = templates.call_key(block.name, expr, inner.expansions, bound)
         template = self._templates.get(key) if key is not None else None
-        if template is not None and self._room_for(template):
+        if isinstance(template, templates.Template) and self._room_for(template):
             values = template.copy(
                 self.graph, inner.path, bound, self.trace.loops_made, self._made, self._made_instances
             )
@@ -1471,7 +1471,13 @@ class Elaborator:
                 self._hint = hint
             if values is POISON:
                 return POISON
-            if key is not None and key not in self._templates and len(self.errors) == errors:
+            if key is None or len(self.errors) > errors:
+                pass
+            elif key not in self._templates:
+                # A call made once (an unrolled network's every line) is not worth recording:
+                # the second call with this key records, the third and later copy.
+                self._templates[key] = templates.SEEN
+            elif self._templates[key] is templates.SEEN:
                 self._templates[key] = templates.Template.record(
                     self.graph,
                     expr,

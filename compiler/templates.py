@@ -14,6 +14,10 @@ would have made, so a call is copied only when everything elaboration reads is t
 * no `share=` on the call or around it, none inside the block, and the first call raised no
   error.
 
+The second call with a key is recorded as its template and the third and later ones are
+copied: a block called once per key (an unrolled network, each line a call of its own)
+costs nothing to record.
+
 Requires: the elaborator records, in order, every node and block instance it makes
 (`made`, `made_instances`), and gives each `repeat` an id from `Tracer.loops_made`.
 Ensures: `Template.copy` adds to the graph what elaborating the call would add (node names,
@@ -32,6 +36,7 @@ from .symbolic import Call, Local, Loop, LoopVar, Op, Provenance, Size
 from .values import Multi, Tensor
 
 ENABLED = True  # tests turn templates off to compare against plain elaboration
+SEEN = "seen once"  # a key called once: the next call with it records the template
 
 
 class NotPlain(Exception):

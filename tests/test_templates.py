@@ -71,10 +71,14 @@ block add2(a, b) {
 network net(x: [N, 8], y: [N, 8]) {
     a = x
     b = x
-    repeat 5 {
+    repeat 6 as i {
         s = add2(a, b)
         a = s
-        b = y
+        if i >= 1 {
+            b = y
+        } else {
+            b = s
+        }
     }
     repeat 2 {
         a = add2(a, a)
@@ -87,9 +91,9 @@ block scaled(x, f) {
     return x * f
 }
 network net(x: [N, 8]) {
-    fs = (1, 1.0, 1, 1.0, 2, -0.0, 0.0)
+    fs = (1, 1.0, 1, 1.0, 1, 1.0, 2, -0.0, 0.0, -0.0, 0.0, -0.0, 0.0)
     h = x
-    repeat 7 as i {
+    repeat 13 as i {
         h = scaled(h, fs[i])
     }
     return h
@@ -109,7 +113,7 @@ block pick(x, y, i) {
 }
 network net(x: [N, A], y: [N, B]) {
     a = pick(x, y, 0)
-    repeat 3 as i {
+    repeat 6 as i {
         a = a + pick(x, y, i % 2)
     }
     return a
@@ -126,7 +130,7 @@ network net(x: [N, 8]) {
     a = inner(x)
     b = outer(a)
     c = outer(b)
-    repeat 2 {
+    repeat 3 {
         c = inner(c)
     }
     return c
@@ -224,6 +228,23 @@ def test_specs_that_could_tell_a_copy_apart(name):
         assert _copies(text) >= 1
 
 
+def test_a_block_called_once_per_key_is_not_recorded():
+    text = "block f(x) {\n return x -> relu\n}\nnetwork n(x: [N, 4]) {\n" + "    x = f(x)\n" * 30 + "    return x\n}\n"
+    recorded = []
+    original = templates.Template.record
+
+    def counting(*args, **kwargs):
+        recorded.append(1)
+        return original(*args, **kwargs)
+
+    templates.Template.record = counting
+    try:
+        _graph(text)
+    finally:
+        templates.Template.record = original
+    assert not recorded and _copies(text) == 0
+
+
 def test_share_keeps_calls_from_being_copied():
     # `share=` on the call, around it or inside the block: elaborated every time
     assert _copies(TABLE["share inside and around blocks"]) == 0
@@ -231,7 +252,7 @@ def test_share_keeps_calls_from_being_copied():
 
 def test_a_deep_network_is_copied_block_by_block():
     text = re.sub(r"\brepeat 3\b", "repeat 50", TABLE["repeat inside a repeated block"])
-    assert _copies(text) == 49
+    assert _copies(text) == 48  # the first call is elaborated, the second recorded
     plain, copied = _both(text)
     assert plain == copied
 

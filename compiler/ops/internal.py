@@ -346,12 +346,19 @@ def _conv_weight_grad_onnx(b, x, g, *, kernel, stride, padding, dilation, groups
     into cols [N, C*K, P], then one batched MatMul with g [N, P, O] and a sum over the batch.
     That is a GEMM of M = C*K, K = P, N = O per sample, which onnxruntime runs near its peak;
     the Conv below, with g as a kernel as large as the feature map and an output of K pixels,
-    ran resnet18's weight gradients three times slower."""
-    if groups == 1:
-        return _conv_weight_grad_patches(b, x, g, kernel=kernel, stride=stride, padding=padding, dilation=dilation)
+    ran resnet18's weight gradients three times slower. The patches take K times the input's
+    memory, so a layer whose patches pass `_PATCHES_PER_SAMPLE` elements a sample (a 3x3 conv
+    of 64 channels at 256x256: 38M), or whose size is symbolic, takes the Conv."""
+    out = g.shape[2:]
+    if groups == 1 and all(isinstance(d, int) for d in out):
+        if x.shape[1] * math.prod(kernel) * math.prod(out) <= _PATCHES_PER_SAMPLE:
+            return _conv_weight_grad_patches(b, x, g, kernel=kernel, stride=stride, padding=padding, dilation=dilation)
     return _conv_weight_grad_conv(
         b, x, g, kernel=kernel, stride=stride, padding=padding, dilation=dilation, groups=groups
     )
+
+
+_PATCHES_PER_SAMPLE = 4_000_000  # resnet18 at 224x224 needs 1.8M at most (stage 1, and the 7x7 stem)
 
 
 def _conv_weight_grad_patches(b, x, g, *, kernel, stride, padding, dilation):

@@ -362,8 +362,6 @@ def _analyze(graph: Graph, outputs) -> PathReport:
 # A polynomial is a list of coefficients c[L] (paths of length L), with a parallel list
 # b[L] of log10 bounds (-inf where c[L] == 0).
 
-_SINK = "\0sink"  # joins the outputs, after every node
-
 
 def _histogram(x: int, succ, roots, back, weight, gain):
     # One pass in topological order over the nodes on some path from x to an output

@@ -34,6 +34,7 @@ from netc.compiler.builder import gc_paused
 from netc.compiler.files import atomic_open
 from netc.compiler.ir import Graph, Node, TensorType, Value
 from netc.compiler.ops import REGISTRY
+from netc.compiler.templates import NotPlain, strict
 from netc.dsl.diagnostics import InternalError
 from onnx import TensorProto, helper, numpy_helper
 
@@ -420,14 +421,9 @@ class _Pending:
 def _attribute(key: str, value) -> onnx.AttributeProto:
     """`helper.make_attribute`, remembered for plain values: a deep network repeats a few
     attributes (`transB=1`, the same kernel shape) thousands of times."""
-    kind = type(value)
-    if kind in (int, str):
-        cache_key = (key, kind, value)
-    elif kind is float:
-        cache_key = (key, kind, value.hex())  # -0.0 == 0.0, but they are different attributes
-    elif kind in (list, tuple) and all(type(v) is int for v in value):
-        cache_key = (key, "ints", tuple(value))
-    else:
+    try:  # strictly: -0.0 == 0.0 and 1 == 1.0, but they are different attributes
+        cache_key = (key, strict(tuple(value) if type(value) is list else value))
+    except NotPlain:  # a tensor, a graph
         return helper.make_attribute(key, value)
     made = _ATTRIBUTES.get(cache_key)
     if made is None:

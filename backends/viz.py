@@ -1075,15 +1075,10 @@ def _script_safe(js: str) -> str:
 def command(args) -> int:
     """`netc viz FILE -o OUT [--network NAME] [--expand] [--paths] [--backward] [--gradflow
     [--batch B] [--seed S] [--weights FILE] [--dim NAME=SIZE ...]]`."""
-    import gc
+    from netc.compiler.builder import gc_paused
 
-    collecting = gc.isenabled()
-    gc.disable()  # a big graph is millions of live objects: each full collection walks them all
-    try:
+    with gc_paused():  # a big graph is millions of live objects: each full collection walks them all
         return _command(args)
-    finally:
-        if collecting:
-            gc.enable()
 
 
 def _command(args) -> int:

@@ -1471,26 +1471,25 @@ class Elaborator:
                 self._hint = hint
             if values is POISON:
                 return POISON
-            if key is None or len(self.errors) > errors:
-                pass
-            elif key not in self._templates:
+            if key is not None and len(self.errors) == errors:
                 # A call made once (an unrolled network's every line) is not worth recording:
-                # the second call with this key records, the third and later copy.
-                self._templates[key] = templates.SEEN
-            elif self._templates[key] is templates.SEEN:
-                self._templates[key] = templates.Template.record(
-                    self.graph,
-                    expr,
-                    inner.path,
-                    arguments,
-                    self._made[made:],
-                    self._made_instances[instances:],
-                    values,
-                    self.steps - steps,
-                    self.extra_results - extra,
-                    loops,
-                    self.trace.loops_made - loops,
-                )
+                # the second call with a key records it, the third and later copy it.
+                if key not in self._templates:
+                    self._templates[key] = templates.SEEN
+                elif self._templates[key] is templates.SEEN:
+                    self._templates[key] = templates.Template.record(
+                        self.graph,
+                        expr,
+                        inner.path,
+                        arguments,
+                        self._made[made:],
+                        self._made_instances[instances:],
+                        values,
+                        self.steps - steps,
+                        self.extra_results - extra,
+                        loops,
+                        self.trace.loops_made - loops,
+                    )
         self.trace.returned(self.graph, inner.path, values)
         return values[0] if len(values) == 1 else Multi(tuple(values))
 

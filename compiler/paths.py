@@ -25,12 +25,12 @@ coefficient at a time. 10,000 residual blocks take well under a second.
 
 from __future__ import annotations
 
-import gc
 import math
 from collections import Counter
 from dataclasses import dataclass, field
 from itertools import compress
 
+from .builder import gc_paused
 from .ir import FLOAT_DTYPES, Graph
 
 INF = math.inf
@@ -259,13 +259,8 @@ def analyze(graph: Graph, outputs: list[str] | None = None) -> PathReport:
     """Path counts, lengths and bounds for every node, histograms for every input.
     `outputs` names the outputs the paths start from (default: `default_outputs`);
     an unknown name raises KeyError."""
-    collecting = gc.isenabled()
-    gc.disable()  # many short-lived ints and lists, no cycles: the collector only costs
-    try:
+    with gc_paused():  # many short-lived ints and lists, no cycles: the collector only costs
         return _analyze(graph, outputs)
-    finally:
-        if collecting:
-            gc.enable()
 
 
 def _analyze(graph: Graph, outputs) -> PathReport:
@@ -590,13 +585,8 @@ def bound_text(log10: float | None) -> str:
 
 def command(args) -> int:
     """`netc paths FILE [--network NAME] [--from OUTPUT] [--json]`."""
-    collecting = gc.isenabled()
-    gc.disable()  # a big graph is millions of live objects: each full collection walks them all
-    try:
+    with gc_paused():  # a big graph is millions of live objects: each full collection walks them all
         return _command(args)
-    finally:
-        if collecting:
-            gc.enable()
 
 
 def _command(args) -> int:

@@ -84,8 +84,8 @@ class Template:
     path: tuple[str, ...]
     args: dict[str, Value]  # tensor parameter -> the value the first call passed
     nodes: list[Node]
-    provenance: list  # per node; None where it holds no value or loop (then it is shared)
-    shared_provenance: list
+    provenance: list  # per node, as the first call recorded it (None: none recorded)
+    renamed: list[bool]  # per node: its provenance holds a value or a loop; else copies share it
     instances: list[tuple[str, ...]]  # nested block instances, in order
     returns: list
     steps: int
@@ -107,8 +107,8 @@ class Template:
             if not (type(value) in (Tensor, Multi) or _plain(value)):
                 return None
         provenance = [graph.provenance.get(name) for name in names]
-        dynamic = [p if _mentions(p) else None for p in provenance]
-        return cls(call, path, args, nodes, dynamic, provenance, instances, returns, steps, extra, first_loop, loops)
+        renamed = [_mentions(p) for p in provenance]
+        return cls(call, path, args, nodes, provenance, renamed, instances, returns, steps, extra, first_loop, loops)
 
     def copy(self, graph: Graph, path: tuple[str, ...], bound: dict, loops_made: int, made: list, made_instances: list):
         """Adds the copy at `path` to `graph`; returns the values the call returns."""
@@ -123,12 +123,12 @@ class Template:
             return Value(new + node[cut:], v.index) if node.startswith(old) else arguments[v]
 
         provenance, copies = graph.provenance, []
-        for node, dynamic, static in zip(self.nodes, self.provenance, self.shared_provenance):
+        for node, recorded, rename in zip(self.nodes, self.provenance, self.renamed):
             name = new + node.name[cut:]
             copies.append(node.moved(name, tuple([value(v) for v in node.inputs]), path + node.scope[depth:]))
             made.append(name)
-            if static is not None:
-                provenance[name] = static if dynamic is None else _renamed(dynamic, value, shift)
+            if recorded is not None:
+                provenance[name] = _renamed(recorded, value, shift) if rename else recorded
         graph.extend(copies)
         for inner in self.instances:
             there = path + inner[depth:]

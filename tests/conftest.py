@@ -29,3 +29,14 @@ def run_netc(*args, timeout=60):
 @pytest.fixture
 def netc():
     return run_netc
+
+
+@pytest.fixture(scope="module")
+def two_torch_threads():
+    """torch on 2 threads (this machine's cores) for a module's tests, restored after."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)

@@ -39,12 +39,7 @@ TORCHVISION = {"vit_b_16": 86_567_656, "convnext_tiny": 28_589_128, "efficientne
 SMALL = {"gpt2": 470_528, "lstm_classifier": 295_940, "sac_actor": 73_484}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("two_torch_threads")
 
 
 # ---------------------------------------------------------------- helpers

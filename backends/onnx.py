@@ -534,12 +534,18 @@ def _element_type(array: np.ndarray) -> int:
     return helper.np_dtype_to_tensor_dtype(array.dtype)
 
 
-def emit(graph: Graph, weights: dict, opset: int = DEFAULT_OPSET, optimize: bool = True, owned=False) -> OnnxModel:
+def emit(
+    graph: Graph, weights: dict, opset: int = DEFAULT_OPSET, optimize: bool = True, owned=False, ready=None
+) -> OnnxModel:
     """The inference model of a graph with the given weights (name -> numpy array). `owned`:
-    nothing else holds the arrays, so folding may rewrite them rather than copy them."""
+    nothing else holds the arrays, so folding may rewrite them rather than copy them.
+    `ready`: the arrays are still being filled (`weights.Drawing`); the graph is emitted
+    from their shapes meanwhile, and `ready()` is called before any value is read."""
     check_opset(opset)
     emitter = OnnxEmitter(graph, weights, opset)
     model = OnnxModel(emitter.model(), emitter.initializers)
+    if ready is not None:
+        ready()
     if optimize:
         from .onnx_optimize import optimize as run_passes
         from .onnx_optimize import would_change

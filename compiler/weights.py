@@ -14,6 +14,7 @@ only, `.npz` through `numpy.load(allow_pickle=False)`, and `.safetensors` holds 
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
 import stat
@@ -63,45 +64,184 @@ def initial_weights(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
 
     Raises InternalError if an op's init rule does not cover one of its tensors (a netc bug).
     """
-    from .ops import REGISTRY  # the registry imports the op modules; only this function needs them
+    return Drawing(graph, seed).run()
 
-    rng = np.random.default_rng(seed)
-    out: dict[str, np.ndarray] = {}
-    for node in graph.nodes():
-        if not node.params and not node.buffers:
-            continue
-        op = REGISTRY[node.op]
-        if op.init is None:
-            raise InternalError(f"op {node.op!r} has parameters but no init rule")
-        rules = op.init(node)
-        for local, t in (*node.params.items(), *node.buffers.items()):
-            if local in node.shared:
+
+class Drawing:
+    """`initial_weights`, drawable while the caller does other work: `Drawing(graph,
+    seed).start()` returns at once with `arrays` allocated, a background thread draws, and
+    `wait()` returns the arrays drawn, the calling thread drawing its share meanwhile. numpy
+    draws without the interpreter lock, so a compile emits its graph during the draw and
+    then both cores draw (resnet50's 25M floats are most of its compile).
+
+    The values are exactly those of one generator drawing tensor after tensor:
+    - Consecutive tensors drawn alike (uniform or normal, one dtype) share one buffer, and
+      numpy's generators continue a stream across calls exactly.
+    - A uniform draw's place in the stream is known in advance (PCG64 gives each float32
+      half of a 64-bit output, keeping the other half for the next, and each float64 a
+      whole one), so uniform buffers are drawn in pieces, in any order, each by a generator
+      advanced to its place. A normal draw consumes a varying count: from the first one on,
+      the rest is drawn in order, as one piece.
+    - Scaling each tensor to its rule follows the draw, piece by piece.
+    """
+
+    PIECE = 1 << 20  # values a piece: small enough for two threads to share the work evenly
+
+    def __init__(self, graph: Graph, seed: int = 0):
+        from .ops import REGISTRY  # the registry imports the op modules; only drawing needs them
+
+        self.seed = seed
+        self.arrays: dict[str, np.ndarray] = {}
+        runs: list[tuple[str, str, list]] = []  # (kind, dtype, [(name, shape, rule)])
+        for node in graph.nodes():
+            if not node.params and not node.buffers:
                 continue
-            rule = rules.get(local)
-            if rule is None:
-                raise InternalError(f"op {node.op!r}: the init rule does not cover {local!r}")
-            out[node.param_name(local)] = _draw(rng, rule, tuple(t.shape), t.dtype)
-    return out
+            op = REGISTRY[node.op]
+            if op.init is None:
+                raise InternalError(f"op {node.op!r} has parameters but no init rule")
+            rules = op.init(node)
+            for local, t in (*node.params.items(), *node.buffers.items()):
+                if local in node.shared:
+                    continue
+                rule = rules.get(local)
+                if rule is None:
+                    raise InternalError(f"op {node.op!r}: the init rule does not cover {local!r}")
+                name, shape = node.param_name(local), tuple(t.shape)
+                if rule.kind == "constant":
+                    value = int(rule.value) if t.dtype == "int64" else rule.value
+                    self.arrays[name] = np.full(shape, value, dtype=t.dtype)
+                    continue
+                if rule.kind not in ("uniform", "normal"):
+                    raise InternalError(f"unknown init kind {rule.kind!r}")
+                if t.dtype not in ("float32", "float64"):
+                    raise InternalError(f"a {rule.kind} init rule for a {t.dtype} tensor")
+                if not runs or runs[-1][:2] != (rule.kind, t.dtype):
+                    runs.append((rule.kind, t.dtype, []))
+                runs[-1][2].append((name, shape, rule))
+                self.arrays[name] = None  # keeps the order; the buffer's view comes below
+        self._pieces: list[tuple] = []  # (position or None, [(kind, buffer, start, end, scales)])
+        position: tuple[int, int | None] | None = (0, None)  # see _advance
+        ordered: list[tuple] = []  # the runs from the first normal one on
+        for kind, dtype, tensors in runs:
+            sizes = [math.prod(shape) for _, shape, _ in tensors]
+            buffer = np.empty(sum(sizes), dtype=dtype)
+            offset, scales = 0, []  # [start, end, factor]: neighbours scaled alike are one slice
+            for (name, shape, rule), size in zip(tensors, sizes):
+                self.arrays[name] = buffer[offset : offset + size].reshape(shape)
+                factor = rule.bound if kind == "uniform" else rule.std
+                if scales and float(scales[-1][2]).hex() == float(factor).hex():  # hex: -0.0 is not 0.0
+                    scales[-1][1] = offset + size
+                else:
+                    scales.append([offset, offset + size, factor])
+                offset += size
+            if kind == "normal" or position is None:
+                if position is not None:
+                    self._pieces.append((position, ordered))
+                    position = None
+                ordered.append((kind, buffer, 0, buffer.size, scales))
+                continue
+            for start in range(0, buffer.size, self.PIECE):
+                end = min(start + self.PIECE, buffer.size)
+                self._pieces.append((position, [(kind, buffer, start, end, scales)]))
+                position = _advance(position, dtype, end - start)
+        self._pieces.reverse()  # popped from the end: in stream order
+        self._lock = None
+        self._thread = None
+        self._error: BaseException | None = None
+
+    def run(self) -> dict[str, np.ndarray]:
+        """Draws on this thread."""
+        while self._draw_piece():
+            pass
+        return self.arrays
+
+    def start(self) -> Drawing:
+        import threading
+
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._draw_or_keep_error, name="netc-weights", daemon=True)
+        self._thread.start()
+        return self
+
+    def wait(self) -> dict[str, np.ndarray]:
+        if self._thread is not None:
+            try:
+                self.run()
+            finally:
+                self._thread.join()
+                self._thread = None
+        if self._error is not None:
+            raise self._error
+        return self.arrays
+
+    def _draw_or_keep_error(self) -> None:
+        try:
+            self.run()
+        except BaseException as exc:  # raised again by wait(), on the thread that asked
+            self._error = exc
+
+    def _draw_piece(self) -> bool:
+        """Draws one piece; False when none is left."""
+        if self._lock is None:
+            if not self._pieces:
+                return False
+            position, parts = self._pieces.pop()
+        else:
+            with self._lock:
+                if not self._pieces:
+                    return False
+                position, parts = self._pieces.pop()
+        rng = _generator_at(self.seed, position)
+        for kind, buffer, start, end, scales in parts:
+            part = buffer[start:end]
+            if kind == "uniform":
+                rng.random(dtype=buffer.dtype, out=part)
+            else:
+                rng.standard_normal(dtype=buffer.dtype, out=part)
+            # In place, a slice of like tensors at a time: a residual MLP's thousands of
+            # weights and biases share one bound, so they take two numpy calls, not two each.
+            for first, last, factor in scales:
+                if last <= start or first >= end:
+                    continue
+                view = buffer[max(first, start) : min(last, end)]
+                if kind == "uniform":
+                    view *= 2 * factor
+                    view -= factor
+                elif factor != 1.0:
+                    view *= factor
+        return True
 
 
-def _draw(rng: np.random.Generator, rule, shape: tuple[int, ...], dtype: str) -> np.ndarray:
-    if rule.kind == "constant":
-        value = int(rule.value) if dtype == "int64" else rule.value
-        return np.full(shape, value, dtype=dtype)
-    if dtype not in ("float32", "float64"):
-        raise InternalError(f"a {rule.kind} init rule for a {dtype} tensor")
-    # In-place scaling keeps one array per tensor: resnet50's 25M floats draw in tens of ms.
-    if rule.kind == "uniform":
-        a = rng.random(shape, dtype=dtype)
-        a *= 2 * rule.bound
-        a -= rule.bound
-        return a
-    if rule.kind == "normal":
-        a = rng.standard_normal(shape, dtype=dtype)
-        if rule.std != 1.0:
-            a *= rule.std
-        return a
-    raise InternalError(f"unknown init kind {rule.kind!r}")
+def _advance(position: tuple[int, int | None], dtype: str, count: int) -> tuple[int, int | None]:
+    """The stream position after `count` uniform values of `dtype`. A position is (outputs of
+    PCG64 used, the output whose upper half waits to be the next float32, or None): numpy
+    draws a float32 from half of a 64-bit output, keeping the other half for the next one,
+    and a float64 from a whole output, leaving any kept half waiting."""
+    steps, kept = position
+    if dtype == "float64":
+        return steps + count, kept
+    if kept is not None and count:
+        count, kept = count - 1, None
+    if count:
+        steps += (count + 1) // 2
+        kept = steps - 1 if count % 2 else None
+    return steps, kept
+
+
+def _generator_at(seed: int, position: tuple[int, int | None]) -> np.random.Generator:
+    """`numpy.random.default_rng(seed)` after the draws that bring it to `position`."""
+    steps, kept = position
+    bits = np.random.PCG64(seed)
+    if kept is None:
+        bits.advance(steps)
+        return np.random.Generator(bits)
+    bits.advance(kept)
+    upper = int(bits.random_raw()) >> 32
+    bits.advance(steps - kept - 1)  # advancing forgets a kept half: it is put back below
+    state = bits.state
+    state["has_uint32"], state["uinteger"] = 1, upper
+    bits.state = state
+    return np.random.Generator(bits)
 
 
 # ---------------------------------------------------------------- loading

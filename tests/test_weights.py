@@ -18,9 +18,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from netc.compiler import compile_file, compile_string
 from netc.compiler.api import MissingExtra
-from netc.compiler.weights import MAX_PROBLEMS, expected_tensors, initial_weights, load_weights
+from netc.compiler.weights import (
+    MAX_PROBLEMS,
+    Drawing,
+    _advance,
+    _generator_at,
+    expected_tensors,
+    initial_weights,
+    load_weights,
+)
 from netc.dsl.diagnostics import NetcError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -139,6 +149,80 @@ def test_a_seed_fixes_the_weights():
     other = small_weights(1)
     assert not np.array_equal(small_weights()["linear_0.weight"], other["linear_0.weight"])
     assert (other["batchnorm_0.running_var"] == 1).all()
+
+
+def sequential_weights(graph, seed):
+    """The plain definition `initial_weights` must equal: one generator, tensor by tensor."""
+    from netc.compiler.ops import REGISTRY
+
+    rng, out = np.random.default_rng(seed), {}
+    for node in graph.nodes():
+        rules = REGISTRY[node.op].init(node) if node.params or node.buffers else {}
+        for local, t in (*node.params.items(), *node.buffers.items()):
+            if local in node.shared:
+                continue
+            rule, shape = rules[local], tuple(t.shape)
+            if rule.kind == "constant":
+                out[node.param_name(local)] = np.full(shape, rule.value, dtype=t.dtype)
+            elif rule.kind == "uniform":
+                a = rng.random(shape, dtype=t.dtype)
+                a *= 2 * rule.bound
+                a -= rule.bound
+                out[node.param_name(local)] = a
+            else:
+                a = rng.standard_normal(shape, dtype=t.dtype)
+                out[node.param_name(local)] = a * rule.std if rule.std != 1.0 else a
+    return out
+
+
+# Odd sizes (a float32 piece ending mid-output), float64 between float32 tensors, normal
+# draws between uniform ones, shared weights.
+DRAW_SPECS = [
+    SMALL,
+    "network t(x: [N, 3]) { return x -> linear(5) -> linear(7) -> linear(1) }",
+    "network t(x: float64[N, 3], y: [N, 5]) { a = x -> linear(3) -> linear(5)\n b = y -> linear(3)\n"
+    " c = x -> linear(7) -> layernorm\n return a, b, c }",
+    "network t(ids: int64[N], x: [N, 9]) { e = ids -> embedding(11, 9)\n h = x -> linear(9) -> linear(9)\n"
+    " f = ids -> embedding(5, 9)\n return e + h + f -> linear(3) }",
+    "network t(x: [N, 3, 9, 9]) { return x -> conv2d(5, kernel=3) -> batchnorm -> conv2d(7, kernel=3, groups=1) }",
+]
+
+
+@pytest.mark.parametrize("spec", DRAW_SPECS)
+@pytest.mark.parametrize("piece", [1, 2, 3, 7, 1 << 20])
+def test_drawing_in_pieces_on_two_threads_is_drawing_in_order(spec, piece, monkeypatch):
+    graph = compile_string(spec).graph
+    monkeypatch.setattr(Drawing, "PIECE", piece)
+    for seed in (0, 5):
+        expected = sequential_weights(graph, seed)
+        for got in (initial_weights(graph, seed), Drawing(graph, seed).start().wait()):
+            assert list(got) == list(expected)
+            for name, array in got.items():
+                assert array.dtype == expected[name].dtype and array.shape == expected[name].shape, name
+                assert array.tobytes() == expected[name].tobytes(), name
+
+
+@pytest.mark.parametrize("example", ["resnet18", "residual_mlp", "transformer", "lstm_classifier"])
+def test_examples_draw_as_one_generator_in_order(example):
+    """resnet18: one long uniform buffer in many pieces; transformer and lstm_classifier:
+    embeddings (normal) among uniform layers."""
+    graph = compile_file(ROOT / "examples" / f"{example}.net").graph
+    expected, got = sequential_weights(graph, 3), Drawing(graph, 3).start().wait()
+    assert list(got) == list(expected)
+    assert all(got[k].tobytes() == expected[k].tobytes() for k in got)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["float32", "float64"]), st.integers(0, 9)), max_size=12))
+def test_a_stream_position_is_where_drawing_in_order_gets(draws):
+    rng, position = np.random.default_rng(11), (0, None)
+    for dtype, count in draws:
+        expected = rng.random(count, dtype=dtype)
+        assert _generator_at(11, position).random(count, dtype=dtype).tobytes() == expected.tobytes()
+        position = _advance(position, dtype, count)
+    assert (
+        _generator_at(11, position).random(5, dtype=np.float32).tobytes() == rng.random(5, dtype=np.float32).tobytes()
+    )
 
 
 def test_networks_without_parameters_have_no_weights():

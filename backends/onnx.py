@@ -461,7 +461,7 @@ class OnnxModel:
         """The whole model as one ModelProto, initializers included."""
         model = onnx.ModelProto()
         model.CopyFrom(self.proto)
-        model.graph.initializer.extend(numpy_helper.from_array(a, name) for name, a in self.weights.items())
+        model.graph.initializer.extend(numpy_helper.from_array(np.asarray(a), name) for name, a in self.weights.items())
         return model
 
     def to_bytes(self) -> bytes:
@@ -488,32 +488,57 @@ class OnnxModel:
     def _write(self, out, external) -> None:
         """The protobuf wire format, by hand only where the weights go: the model without
         initializers, then its `graph` field again holding only the initializers (protobuf
-        merges a message field that occurs twice), each tensor's bytes taken from its array."""
-        entries, total = [], 0
-        for name, array in self.weights.items():
-            array = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
-            header = _header(name, array)
-            if external is None:
-                head = header.SerializeToString() + _field_head(_TENSOR_RAW_DATA, array.nbytes)
-                size = len(head) + array.nbytes
-            else:
-                location, stream = external
-                offset = stream.tell()
-                stream.write(memoryview(array).cast("B"))
-                header.data_location = TensorProto.EXTERNAL
-                for key, value in (("location", location), ("offset", offset), ("length", array.nbytes)):
-                    header.external_data.add(key=key, value=str(value))
-                head, size = header.SerializeToString(), 0
-                size = len(head)
-            entries.append((head, array if external is None else None, size))
-            total += len(_field_head(_GRAPH_INITIALIZER, size)) + size
-        out.write(self.proto.SerializeToString())
-        out.write(_field_head(_MODEL_GRAPH, total))
-        for head, array, size in entries:
-            out.write(_field_head(_GRAPH_INITIALIZER, size))
-            out.write(head)
-            if array is not None:
-                out.write(memoryview(array).cast("B") if array.size else b"")
+        merges a message field that occurs twice), each tensor's bytes taken from its array.
+        Weights not drawn yet (`weights.Planned`) are drawn as they are written, a tensor at
+        a time, when there are many of them (`weights.drawn_in_order`)."""
+        from netc.compiler.weights import Planned, drawn_in_order
+
+        planned = [v for v in self.weights.values() if isinstance(v, Planned)]
+        size = sum(p.nbytes for p in planned)
+        streamed = size >= _STREAM_BYTES and size >= _STREAM_TENSOR_BYTES * len(planned)
+        drawn = drawn_in_order(planned) if streamed else None
+
+        def data(value) -> np.ndarray:
+            if isinstance(value, Planned):
+                value = next(drawn) if drawn is not None else value.materialize()
+            return np.ascontiguousarray(value, dtype=value.dtype.newbyteorder("<"))
+
+        try:
+            entries, total = [], 0
+            for name, value in self.weights.items():
+                header = _header(name, value)
+                if external is None:
+                    head = header.SerializeToString() + _field_head(_TENSOR_RAW_DATA, value.nbytes)
+                    size = len(head) + value.nbytes
+                else:
+                    location, stream = external
+                    offset = stream.tell()
+                    stream.write(memoryview(data(value)).cast("B"))
+                    header.data_location = TensorProto.EXTERNAL
+                    for key, field_value in (("location", location), ("offset", offset), ("length", value.nbytes)):
+                        header.external_data.add(key=key, value=str(field_value))
+                    head = header.SerializeToString()
+                    size = len(head)
+                entries.append((head, value if external is None else None, size))
+                total += len(_field_head(_GRAPH_INITIALIZER, size)) + size
+            out.write(self.proto.SerializeToString())
+            out.write(_field_head(_MODEL_GRAPH, total))
+            for head, value, size in entries:
+                out.write(_field_head(_GRAPH_INITIALIZER, size))
+                out.write(head)
+                if value is not None and value.nbytes:
+                    out.write(memoryview(data(value)).cast("B"))
+        finally:
+            if drawn is not None:
+                drawn.close()
+
+
+# Weights not drawn yet are drawn tensor by tensor as they are written from this many bytes
+# on (resnet50: 100 MB written from two 9 MB buffers), unless the tensors are small on
+# average: a tensor at a time costs a few microseconds, and a residual MLP of 10,000
+# blocks has 40,000 tensors of 1 kB, which one draw of them all makes in milliseconds.
+_STREAM_BYTES = 16 << 20
+_STREAM_TENSOR_BYTES = 64 << 10
 
 
 # Field numbers of onnx.proto3 used by OnnxModel._write.
@@ -534,18 +559,13 @@ def _element_type(array: np.ndarray) -> int:
     return helper.np_dtype_to_tensor_dtype(array.dtype)
 
 
-def emit(
-    graph: Graph, weights: dict, opset: int = DEFAULT_OPSET, optimize: bool = True, owned=False, ready=None
-) -> OnnxModel:
-    """The inference model of a graph with the given weights (name -> numpy array). `owned`:
-    nothing else holds the arrays, so folding may rewrite them rather than copy them.
-    `ready`: the arrays are still being filled (`weights.Drawing`); the graph is emitted
-    from their shapes meanwhile, and `ready()` is called before any value is read."""
+def emit(graph: Graph, weights: dict, opset: int = DEFAULT_OPSET, optimize: bool = True, owned=False) -> OnnxModel:
+    """The inference model of a graph with the given weights (name -> numpy array, or a
+    `weights.Planned` tensor, drawn when written). `owned`: nothing else holds the arrays,
+    so folding may rewrite them rather than copy them."""
     check_opset(opset)
     emitter = OnnxEmitter(graph, weights, opset)
     model = OnnxModel(emitter.model(), emitter.initializers)
-    if ready is not None:
-        ready()
     if optimize:
         from .onnx_optimize import optimize as run_passes
         from .onnx_optimize import would_change

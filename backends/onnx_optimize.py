@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from functools import partial
 
 import numpy as np
 import onnx
@@ -301,6 +302,14 @@ class _Constants:
         return name in self._values or name in self._tensors or name in self._nodes
 
     def value(self, name: str) -> np.ndarray:
+        value = self.lazy(name)
+        if not isinstance(value, np.ndarray):  # a weight not drawn yet (netc.compiler.weights.Planned)
+            value = self._values[name] = np.asarray(value)
+        return value
+
+    def lazy(self, name: str):
+        """The value, or a weight that is drawn only when the model is written, which takes
+        per-channel scaling as a transform (`Planned.then`) without being drawn now."""
         if name not in self._values:
             if name in self._tensors and name in self._arrays:
                 self._values[name] = self._arrays[name]
@@ -644,8 +653,8 @@ def _fold_batch_norms(graph: GraphProto, arrays: dict | None = None, overwrite: 
         scale, shift, mean, var = (constants.value(p).astype(np.float64) for p in bn.input[1:])
         if not (scale.ndim == 1 and scale.shape == shift.shape == mean.shape == var.shape):
             continue
-        weight = constants.value(w)
-        bias = constants.value(b) if b is not None else np.zeros(scale.shape, weight.dtype)
+        weight = constants.lazy(w)
+        bias = constants.lazy(b) if b is not None else np.zeros(scale.shape, weight.dtype)
         if conv.op_type == "Gemm":
             # C broadcasts to [M, N]; the folded C is that broadcast against the N channels.
             if bias.ndim > 2 or (bias.ndim and bias.shape[-1] not in (1, scale.size)):
@@ -657,7 +666,7 @@ def _fold_batch_norms(graph: GraphProto, arrays: dict | None = None, overwrite: 
         folded_w = _scale_output_channels(conv, weight, s, attrs, overwrite)
         if folded_w is None:
             continue
-        folded_b = ((bias.astype(np.float64) - mean) * s + shift).astype(bias.dtype)
+        folded_b = _shift_channels(bias, mean, s, shift)
 
         # A second BatchNormalization after this one folds into the weights as they are now.
         constants.add(w, folded_w)
@@ -713,10 +722,25 @@ def _scale_output_channels(conv: NodeProto, w: np.ndarray, s: np.ndarray, attrs,
         if w.ndim != 2 or w.shape[0 if trans_b else 1] != s.size:
             return None
         view, factors = w.shape, s[:, None] if trans_b else s[None, :]
+    if not isinstance(w, np.ndarray):  # drawn when written: scaled then, as it is drawn
+        return w.then(partial(_scale_in_place, view, factors))
     out = w if overwrite and w.flags.writeable and w.flags.c_contiguous else np.empty_like(w)
     # Multiplying in float64 and rounding once into w's dtype, chunk by chunk: no float64 copy of the weight.
     np.multiply(w.reshape(view), factors, out=out.reshape(view), dtype=np.float64, casting="unsafe")
     return out
+
+
+def _scale_in_place(view: tuple, factors: np.ndarray, w: np.ndarray) -> np.ndarray:
+    np.multiply(w.reshape(view), factors, out=w.reshape(view), dtype=np.float64, casting="unsafe")
+    return w
+
+
+def _shift_channels(bias, mean: np.ndarray, s: np.ndarray, shift: np.ndarray):
+    """The folded bias, (bias - mean) * s + shift in float64, rounded once into bias's dtype;
+    of a bias drawn only when written, a transform of it."""
+    if not isinstance(bias, np.ndarray):
+        return bias.then(partial(_shift_channels, mean=mean, s=s, shift=shift))
+    return ((bias.astype(np.float64) - mean) * s + shift).astype(bias.dtype)
 
 
 _RAW_FLOATS = frozenset({TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.BFLOAT16})

@@ -70,13 +70,6 @@ class CompiledNetwork:
     def onnx_model(self, opset=18, weights=None, seed=0, optimize=True, backward=False, loss=None, training=True):
         """The same model as a `netc.backends.onnx.OnnxModel`, whose weights stay numpy
         arrays until `.save(path)` writes them (the fast way to a file)."""
-        drawing = None
-        if weights is None and not backward:
-            from .weights import Drawing
-
-            # Drawn on a second thread while the backend is imported and the graph emitted:
-            # a tenth of a second of resnet50's compile, in parallel.
-            drawing = Drawing(self.graph, seed).start()
         from netc.backends.onnx import check_opset, emit, emit_backward
 
         check_opset(opset)
@@ -84,8 +77,11 @@ class CompiledNetwork:
             from .autodiff import attach_loss
 
             return emit_backward(attach_loss(self.graph, loss) if loss else self.graph, opset, training)
-        if drawing is not None:
-            return emit(self.graph, drawing.arrays, opset, optimize, owned=True, ready=drawing.wait)
+        if weights is None:
+            from .weights import Drawing
+
+            # Planned, not drawn: the model's writer draws each tensor as it writes it.
+            return emit(self.graph, Drawing(self.graph, seed).tensors, opset, optimize, owned=True)
         # Weights read from a file are this call's own; a caller's dict is not.
         owned = isinstance(weights, (str, os.PathLike))
         return emit(self.graph, self.weights(weights, seed), opset, optimize, owned)

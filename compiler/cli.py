@@ -271,8 +271,7 @@ class Target:
 
 
 def _onnx_model(compiled, args):
-    # The backend is imported by onnx_model, not here: fresh weights start drawing before
-    # that import, in parallel with it (CompiledNetwork.onnx_model).
+    # An opset the backend refuses is a usage error; onnx_model checks it (and imports the backend).
     opset = {} if args.opset is None else {"opset": args.opset}
     if args.backward and (args.weights is not None or args.seed is not None):
         raise UsageError("a training model (--backward) takes its weights as inputs: drop --weights and --seed")

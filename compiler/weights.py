@@ -64,35 +64,36 @@ def initial_weights(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
 
     Raises InternalError if an op's init rule does not cover one of its tensors (a netc bug).
     """
-    return Drawing(graph, seed).run()
+    return Drawing(graph, seed).arrays()
 
 
 class Drawing:
-    """`initial_weights`, drawable while the caller does other work: `Drawing(graph,
-    seed).start()` returns at once with `arrays` allocated, a background thread draws, and
-    `wait()` returns the arrays drawn, the calling thread drawing its share meanwhile. numpy
-    draws without the interpreter lock, so a compile emits its graph during the draw and
-    then both cores draw (resnet50's 25M floats are most of its compile).
+    """`initial_weights`, drawn when and where they are needed: `tensors` holds every
+    constant as an array and every random tensor as a `Planned` one (shape and dtype, no
+    values yet); `arrays()` draws them all. A model writer draws each planned tensor into
+    a small buffer just before writing it (`Planned.draw`), so resnet50's 100 MB of weights
+    never sit in memory: fresh pages cost this machine about as much as drawing them.
 
     The values are exactly those of one generator drawing tensor after tensor:
-    - Consecutive tensors drawn alike (uniform or normal, one dtype) share one buffer, and
-      numpy's generators continue a stream across calls exactly.
+    - Consecutive tensors drawn alike (uniform or normal, one dtype) share one buffer in
+      `arrays()`, and numpy's generators continue a stream across calls exactly.
     - A uniform draw's place in the stream is known in advance (PCG64 gives each float32
       half of a 64-bit output, keeping the other half for the next, and each float64 a
-      whole one), so uniform buffers are drawn in pieces, in any order, each by a generator
-      advanced to its place. A normal draw consumes a varying count: from the first one on,
-      the rest is drawn in order, as one piece.
+      whole one), so uniform tensors are drawn in pieces, in any order and on two threads,
+      each piece by a generator advanced to its place (`_generator_at`). A normal draw
+      consumes a varying count: from the first one on, the rest is drawn in order, once.
     - Scaling each tensor to its rule follows the draw, piece by piece.
     """
 
     PIECE = 1 << 20  # values a piece: small enough for two threads to share the work evenly
+    THREADED = 1 << 22  # values from which arrays() draws on two threads
 
     def __init__(self, graph: Graph, seed: int = 0):
         from .ops import REGISTRY  # the registry imports the op modules; only drawing needs them
 
         self.seed = seed
-        self.arrays: dict[str, np.ndarray] = {}
-        runs: list[tuple[str, str, list]] = []  # (kind, dtype, [(name, shape, rule)])
+        self.tensors: dict[str, np.ndarray | Planned] = {}
+        runs: list[tuple[str, str, list]] = []  # (kind, dtype, [Planned])
         for node in graph.nodes():
             if not node.params and not node.buffers:
                 continue
@@ -109,7 +110,7 @@ class Drawing:
                 name, shape = node.param_name(local), tuple(t.shape)
                 if rule.kind == "constant":
                     value = int(rule.value) if t.dtype == "int64" else rule.value
-                    self.arrays[name] = np.full(shape, value, dtype=t.dtype)
+                    self.tensors[name] = np.full(shape, value, dtype=t.dtype)
                     continue
                 if rule.kind not in ("uniform", "normal"):
                     raise InternalError(f"unknown init kind {rule.kind!r}")
@@ -117,81 +118,216 @@ class Drawing:
                     raise InternalError(f"a {rule.kind} init rule for a {t.dtype} tensor")
                 if not runs or runs[-1][:2] != (rule.kind, t.dtype):
                     runs.append((rule.kind, t.dtype, []))
-                runs[-1][2].append((name, shape, rule))
-                self.arrays[name] = None  # keeps the order; the buffer's view comes below
-        self._pieces: list[tuple] = []  # (position or None, [(kind, buffer, start, end, scales)])
+                factor = rule.bound if rule.kind == "uniform" else rule.std
+                planned = Planned(self, name, rule.kind, np.dtype(t.dtype), shape, factor)
+                runs[-1][2].append(planned)
+                self.tensors[name] = planned
         position: tuple[int, int | None] | None = (0, None)  # see _advance
-        ordered: list[tuple] = []  # the runs from the first normal one on
         for kind, dtype, tensors in runs:
-            sizes = [math.prod(shape) for _, shape, _ in tensors]
-            buffer = np.empty(sum(sizes), dtype=dtype)
+            if kind == "normal":
+                position = None
+            for planned in tensors:
+                planned.position = position
+                if position is not None:
+                    position = _advance(position, dtype, planned.size)
+        self._runs = runs
+        self._arrays: dict[str, np.ndarray] | None = None
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every tensor drawn (once: later calls return the same arrays)."""
+        if self._arrays is None:
+            self._arrays = self._draw_all()
+        return self._arrays
+
+    def _draw_all(self) -> dict[str, np.ndarray]:
+        out = dict(self.tensors)
+        pieces: list[tuple] = []  # (position or None, [(kind, buffer, start, end, scales)])
+        ordered: list[tuple] = []  # the runs from the first normal one on
+        position: tuple[int, int | None] | None = (0, None)
+        values = 0
+        for kind, dtype, tensors in self._runs:
+            buffer = np.empty(sum(p.size for p in tensors), dtype=dtype)
             offset, scales = 0, []  # [start, end, factor]: neighbours scaled alike are one slice
-            for (name, shape, rule), size in zip(tensors, sizes):
-                self.arrays[name] = buffer[offset : offset + size].reshape(shape)
-                factor = rule.bound if kind == "uniform" else rule.std
+            for planned in tensors:
+                size = planned.size
+                out[planned.name] = buffer[offset : offset + size].reshape(planned.shape)
+                factor = planned.factor
                 if scales and float(scales[-1][2]).hex() == float(factor).hex():  # hex: -0.0 is not 0.0
                     scales[-1][1] = offset + size
                 else:
                     scales.append([offset, offset + size, factor])
                 offset += size
+            values += buffer.size
             if kind == "normal" or position is None:
                 if position is not None:
-                    self._pieces.append((position, ordered))
+                    pieces.append((position, ordered))
                     position = None
                 ordered.append((kind, buffer, 0, buffer.size, scales))
                 continue
             for start in range(0, buffer.size, self.PIECE):
                 end = min(start + self.PIECE, buffer.size)
-                self._pieces.append((position, [(kind, buffer, start, end, scales)]))
+                pieces.append((position, [(kind, buffer, start, end, scales)]))
                 position = _advance(position, dtype, end - start)
-        self._pieces.reverse()  # popped from the end: in stream order
-        self._lock = None
-        self._thread = None
-        self._error: BaseException | None = None
-
-    def run(self) -> dict[str, np.ndarray]:
-        """Draws on this thread."""
-        while self._draw_piece():
-            pass
-        return self.arrays
-
-    def start(self) -> Drawing:
-        import threading
-
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._draw_or_keep_error, name="netc-weights", daemon=True)
-        self._thread.start()
-        return self
-
-    def wait(self) -> dict[str, np.ndarray]:
-        if self._thread is not None:
-            try:
-                self.run()
-            finally:
-                self._thread.join()
-                self._thread = None
-        if self._error is not None:
-            raise self._error
-        return self.arrays
-
-    def _draw_or_keep_error(self) -> None:
-        try:
-            self.run()
-        except BaseException as exc:  # raised again by wait(), on the thread that asked
-            self._error = exc
-
-    def _draw_piece(self) -> bool:
-        """Draws one piece; False when none is left."""
-        if self._lock is None:
-            if not self._pieces:
-                return False
-            position, parts = self._pieces.pop()
+        pieces.reverse()  # popped from the end: in stream order
+        if values < self.THREADED:
+            _draw_pieces(self.seed, pieces, None)
         else:
-            with self._lock:
-                if not self._pieces:
-                    return False
-                position, parts = self._pieces.pop()
-        rng = _generator_at(self.seed, position)
+            import threading
+
+            lock, errors = threading.Lock(), []
+
+            def helper():
+                try:
+                    _draw_pieces(self.seed, pieces, lock)
+                except BaseException as exc:  # raised again below, on the thread that asked
+                    errors.append(exc)
+
+            thread = threading.Thread(target=helper, name="netc-weights", daemon=True)
+            thread.start()
+            try:
+                _draw_pieces(self.seed, pieces, lock)
+            finally:
+                thread.join()
+            if errors:
+                raise errors[0]
+        for name, value in self.tensors.items():  # a planned tensor changed since (folded) is its own
+            if isinstance(value, Planned) and value.transforms:
+                out[name] = value.materialize()
+        return out
+
+
+class Planned:
+    """A random tensor of a `Drawing`, not drawn yet: what numpy code reading only `shape`,
+    `dtype`, `size`, `nbytes` and `ndim` needs, and `np.asarray(planned)` draws it (all of
+    its Drawing at once, then kept). `then(fn)` is the tensor `fn(values)` (the ONNX
+    optimizer folds batchnorm into a convolution's weights so), still not drawn."""
+
+    __slots__ = ("drawing", "name", "kind", "dtype", "shape", "factor", "position", "transforms")
+
+    def __init__(self, drawing, name, kind, dtype, shape, factor, position=None, transforms=()):
+        self.drawing, self.name, self.kind, self.dtype, self.shape = drawing, name, kind, dtype, shape
+        self.factor, self.position, self.transforms = factor, position, transforms
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * self.dtype.itemsize
+
+    def __repr__(self) -> str:
+        return f"Planned({self.name!r}, {self.kind}, {self.dtype}, {self.shape})"
+
+    def then(self, fn) -> Planned:
+        """This tensor with `fn` applied to its values (`fn(array)` returns the result, and
+        may change `array` in place)."""
+        return Planned(
+            self.drawing, self.name, self.kind, self.dtype, self.shape, self.factor, self.position,
+            (*self.transforms, fn),
+        )  # fmt: skip
+
+    def __array__(self, dtype=None, copy=None):
+        values = self.materialize()
+        return values if dtype is None else values.astype(dtype, copy=False)
+
+    def materialize(self) -> np.ndarray:
+        drawing = self.drawing
+        values = (drawing._arrays or drawing.arrays())[self.name]
+        if self.transforms:
+            values = self._transformed(values.copy())
+        return values
+
+    def draw(self, rng: np.random.Generator | None, out: np.ndarray) -> np.ndarray:
+        """The values drawn into `out` (C-contiguous, this shape and dtype) by `rng`, a
+        generator at `position` (None when `position` is: then the Drawing draws all);
+        returns them (`out`, or a new array where a transform made one)."""
+        if self.position is None or rng is None:
+            return self.materialize()
+        flat = out.reshape(-1)
+        if self.kind == "uniform":
+            rng.random(dtype=self.dtype, out=flat)
+            flat *= 2 * self.factor
+            flat -= self.factor
+        else:
+            rng.standard_normal(dtype=self.dtype, out=flat)
+            if self.factor != 1.0:
+                flat *= self.factor
+        return self._transformed(out)
+
+    def _transformed(self, values: np.ndarray) -> np.ndarray:
+        for fn in self.transforms:
+            values = fn(values)
+        return values
+
+
+def drawn_in_order(planned: list[Planned]):
+    """The values of each tensor of `planned`, in order, each drawn just before it is
+    wanted into one of two buffers: a second thread draws the next tensor while the caller
+    writes this one (numpy draws and file writes both let go of the interpreter lock). A
+    value yielded is valid until the next one is asked for."""
+    import queue
+    import threading
+
+    if not planned:
+        return
+    biggest = max(p.nbytes for p in planned)
+    free: queue.Queue = queue.Queue()
+    for _ in range(2):
+        free.put(np.empty(biggest, np.uint8))
+    ready: queue.Queue = queue.Queue()
+    stop = threading.Event()
+
+    def produce():
+        rng, at = None, None  # the generator, and where in which stream it stands
+        try:
+            for p in planned:
+                buffer = free.get()
+                if stop.is_set():
+                    return
+                if p.position is not None and at != (p.drawing, p.position):
+                    rng = _generator_at(p.drawing.seed, p.position)
+                out = buffer[: p.nbytes].view(p.dtype).reshape(p.shape)
+                values = p.draw(rng if p.position is not None else None, out)
+                if p.position is not None:
+                    at = (p.drawing, _advance(p.position, p.dtype.name, p.size))
+                ready.put((buffer, values))
+        except BaseException as exc:  # raised again by the consumer
+            ready.put((None, exc))
+
+    thread = threading.Thread(target=produce, name="netc-weights", daemon=True)
+    thread.start()
+    try:
+        for _ in planned:
+            buffer, values = ready.get()
+            if buffer is None:
+                raise values
+            yield values
+            free.put(buffer)
+    finally:
+        stop.set()
+        free.put(np.empty(0, np.uint8))  # wakes a producer waiting for a buffer, to stop
+        thread.join()
+
+
+def _draw_pieces(seed: int, pieces: list, lock) -> None:
+    """Draws pieces (see Drawing._draw_all) until none is left; with a lock, sharing the list
+    with another thread."""
+    while True:
+        if lock is None:
+            if not pieces:
+                return
+            position, parts = pieces.pop()
+        else:
+            with lock:
+                if not pieces:
+                    return
+                position, parts = pieces.pop()
+        rng = _generator_at(seed, position)
         for kind, buffer, start, end, scales in parts:
             part = buffer[start:end]
             if kind == "uniform":
@@ -209,7 +345,6 @@ class Drawing:
                     view -= factor
                 elif factor != 1.0:
                     view *= factor
-        return True
 
 
 def _advance(position: tuple[int, int | None], dtype: str, count: int) -> tuple[int, int | None]:

@@ -122,6 +122,40 @@ def test_folding_leaves_a_callers_weights_alone_and_overwrites_only_its_own(tmp_
     assert compiled.onnx_model(weights=tmp_path / "w.npz").to_bytes() == given
 
 
+@pytest.mark.parametrize(
+    "source",
+    [
+        "examples/resnet18.net",  # convolutions without bias folded with batchnorm
+        "examples/transformer.net",  # embeddings (normal) before and among uniform layers
+        "network t(x: [N, 3, 8, 8]) { return x -> conv2d(4, kernel=3) -> batchnorm -> relu -> conv2d(2, kernel=1) }",
+        "network t(x: [N, 5]) { return x -> linear(4) -> batchnorm -> batchnorm -> relu }",  # Gemm's bias, twice
+    ],
+)
+@pytest.mark.parametrize("streamed", [True, False])
+def test_weights_drawn_while_writing_equal_weights_drawn_first(source, streamed, tmp_path, monkeypatch):
+    """Fresh weights are planned, folded as transforms and drawn as the model is written
+    (weights.Planned): the bytes equal those of the same weights drawn first and folded as
+    arrays, in memory, in a file and with external data."""
+    import netc.backends.onnx as backend
+    from netc.compiler.weights import initial_weights
+
+    if streamed:  # every planned tensor drawn one by one as written, however small
+        monkeypatch.setattr(backend, "_STREAM_BYTES", 0)
+        monkeypatch.setattr(backend, "_STREAM_TENSOR_BYTES", 0)
+    compiled = compile_file(ROOT / source) if source.endswith(".net") else compile_string(source)
+    drawn_first = backend.emit(compiled.graph, initial_weights(compiled.graph, 4), owned=True)
+    expected = drawn_first.to_bytes()
+    assert compiled.onnx_model(seed=4).to_bytes() == expected
+    compiled.onnx_model(seed=4).save(tmp_path / "m.onnx")
+    assert (tmp_path / "m.onnx").read_bytes() == expected
+    for where, model in (("planned", compiled.onnx_model(seed=4)), ("drawn", drawn_first)):
+        (tmp_path / where).mkdir()
+        model.save(tmp_path / where / "e.onnx", external_data_bytes=0)
+    for name in ("e.onnx", "e.onnx.data"):
+        assert (tmp_path / "planned" / name).read_bytes() == (tmp_path / "drawn" / name).read_bytes()
+    assert compiled.onnx_model(seed=4).to_proto() == onnx.load_from_string(expected)
+
+
 def test_the_model_carries_the_specs_names_shapes_and_lines():
     path = ROOT / "examples" / "resnet50.net"
     compiled = compile_file(path)

@@ -25,8 +25,10 @@ from netc.compiler.api import MissingExtra
 from netc.compiler.weights import (
     MAX_PROBLEMS,
     Drawing,
+    Planned,
     _advance,
     _generator_at,
+    drawn_in_order,
     expected_tensors,
     initial_weights,
     load_weights,
@@ -195,21 +197,42 @@ def test_drawing_in_pieces_on_two_threads_is_drawing_in_order(spec, piece, monke
     monkeypatch.setattr(Drawing, "PIECE", piece)
     for seed in (0, 5):
         expected = sequential_weights(graph, seed)
-        for got in (initial_weights(graph, seed), Drawing(graph, seed).start().wait()):
-            assert list(got) == list(expected)
-            for name, array in got.items():
-                assert array.dtype == expected[name].dtype and array.shape == expected[name].shape, name
-                assert array.tobytes() == expected[name].tobytes(), name
+        for threaded in (0, 1 << 40):
+            monkeypatch.setattr(Drawing, "THREADED", threaded)
+            assert_identical(Drawing(graph, seed).arrays(), expected)
+
+
+@pytest.mark.parametrize("spec", DRAW_SPECS)
+def test_planned_tensors_drawn_one_by_one_are_drawn_in_order(spec):
+    """The writer's way (drawn_in_order), in the graph's order and reversed, and one at a time."""
+    graph = compile_string(spec).graph
+    expected = sequential_weights(graph, 2)
+    planned = {k: v for k, v in Drawing(graph, 2).tensors.items() if isinstance(v, Planned)}
+    for names in (list(planned), list(reversed(planned))):
+        got = {}
+        for name, values in zip(names, drawn_in_order([planned[n] for n in names])):
+            got[name] = values.copy()  # the buffer is reused for the one after next
+        assert_identical(got, {n: expected[n] for n in names})
+    for name, p in planned.items():
+        assert_identical({name: np.asarray(Drawing(graph, 2).tensors[name])}, {name: expected[name]})
+
+
+def assert_identical(got: dict, expected: dict) -> None:
+    assert list(got) == list(expected)
+    for name, array in got.items():
+        assert array.dtype == expected[name].dtype and array.shape == expected[name].shape, name
+        assert array.tobytes() == expected[name].tobytes(), name
 
 
 @pytest.mark.parametrize("example", ["resnet18", "residual_mlp", "transformer", "lstm_classifier"])
 def test_examples_draw_as_one_generator_in_order(example):
-    """resnet18: one long uniform buffer in many pieces; transformer and lstm_classifier:
-    embeddings (normal) among uniform layers."""
+    """resnet18: one long uniform buffer in many pieces on two threads; transformer and
+    lstm_classifier: embeddings (normal) among uniform layers."""
     graph = compile_file(ROOT / "examples" / f"{example}.net").graph
-    expected, got = sequential_weights(graph, 3), Drawing(graph, 3).start().wait()
-    assert list(got) == list(expected)
-    assert all(got[k].tobytes() == expected[k].tobytes() for k in got)
+    expected, drawing = sequential_weights(graph, 3), Drawing(graph, 3)
+    assert_identical(drawing.arrays(), expected)
+    planned = [v for v in Drawing(graph, 3).tensors.values() if isinstance(v, Planned)]
+    assert all(v.tobytes() == expected[p.name].tobytes() for p, v in zip(planned, drawn_in_order(planned)))
 
 
 @settings(max_examples=200, deadline=None)

@@ -325,28 +325,34 @@ class OnnxEmitter:
             self.value_names.add(out_name)
             if value not in targets and g.node(value.node).op != "input":
                 targets[value] = out_name
-        for node in g.nodes():
-            for local in list(node.params) + list(node.buffers):
-                self.value_names.add(node.param_name(local))
-        self.value_names.update(self.parameters or ())
+        nodes = g.nodes()
+        names = self.value_names
+        for node in nodes:
+            if node.params or node.buffers:
+                names.update([node.param_name(local) for local in (*node.params, *node.buffers)])
+        names.update(self.parameters or ())
         value_info = []
-        for node in g.nodes():
+        env = self.env
+        for node in nodes:
             if node.op == "input":
                 continue
             b = Lowering(self, node)
-            result = REGISTRY[node.op].onnx(b, *(self.env[v] for v in node.inputs), **node.attrs)
+            result = REGISTRY[node.op].onnx(b, *[env[v] for v in node.inputs], **node.attrs)
             results = result if isinstance(result, tuple) else (result,)
             if len(results) != len(node.outputs):
                 raise InternalError(
                     f"the ONNX lowering of {node.op} made {len(results)} values, not {len(node.outputs)}"
                 )
+            single = len(results) == 1
             for i, (made, t) in enumerate(zip(results, node.outputs)):
                 value = Value(node.name, i)
-                base = node.name if len(node.outputs) == 1 else f"{node.name}#{i}"
-                name = self._settle(b, made, targets.get(value) or base, value in targets)
-                self.env[value] = Val.of(name, t)
-                if value not in targets:
+                target = targets.get(value) if targets else None
+                if target is not None:
+                    name = self._settle(b, made, target, True)
+                else:
+                    name = self._settle(b, made, node.name if single else f"{node.name}#{i}", False)
                     value_info.append((name, t))
+                env[value] = Val.of(name, t)
         for out_name, value in g.outputs:
             if self.env[value] != out_name:  # an input returned, or one value returned twice
                 self.nodes.append(_Pending("Identity", [self.env[value]], [out_name], self.fresh_node(out_name)))
@@ -503,14 +509,27 @@ class OnnxModel:
                 value = next(drawn) if drawn is not None else value.materialize()
             return np.ascontiguousarray(value, dtype=value.dtype.newbyteorder("<"))
 
+        typed: dict[tuple, bytes] = {}  # (shape, dtype) -> a header's dims and data_type fields
+
+        def embedded_head(name: str, value) -> bytes:
+            # Serialized fields come in field-number order: dims (1), data_type (2), name (8).
+            key = (value.shape, value.dtype)
+            fields = typed.get(key)
+            if fields is None:
+                fields = typed[key] = _header(None, value).SerializeToString()
+            encoded = name.encode()
+            return (
+                fields + _field_head(_TENSOR_NAME, len(encoded)) + encoded + _field_head(_TENSOR_RAW_DATA, value.nbytes)
+            )
+
         try:
             entries, total = [], 0
             for name, value in self.weights.items():
-                header = _header(name, value)
                 if external is None:
-                    head = header.SerializeToString() + _field_head(_TENSOR_RAW_DATA, value.nbytes)
+                    head = embedded_head(name, value)
                     size = len(head) + value.nbytes
                 else:
+                    header = _header(name, value)
                     location, stream = external
                     offset = stream.tell()
                     stream.write(memoryview(data(value)).cast("B"))
@@ -542,11 +561,13 @@ _STREAM_TENSOR_BYTES = 64 << 10
 
 
 # Field numbers of onnx.proto3 used by OnnxModel._write.
-_MODEL_GRAPH, _GRAPH_INITIALIZER, _TENSOR_RAW_DATA = 7, 5, 9
+_MODEL_GRAPH, _GRAPH_INITIALIZER, _TENSOR_NAME, _TENSOR_RAW_DATA = 7, 5, 8, 9
 
 
 def _field_head(field: int, length: int) -> bytes:
     """A length-delimited field's tag and length varint."""
+    if length < 0x80:
+        return bytes(((field << 3) | 2, length))
     out = bytearray([(field << 3) | 2])
     while True:
         byte, length = length & 0x7F, length >> 7
@@ -600,6 +621,8 @@ def emit_backward(graph: Graph, opset: int = DEFAULT_OPSET, training: bool = Tru
     return OnnxModel(emitter.model(), {})
 
 
-def _header(name: str, array: np.ndarray) -> TensorProto:
-    """An initializer's name, shape and type, without its data."""
+def _header(name: str | None, array: np.ndarray) -> TensorProto:
+    """An initializer's name, shape and type, without its data (None: without its name)."""
+    if name is None:
+        return TensorProto(dims=array.shape, data_type=_element_type(array))
     return TensorProto(name=name, dims=array.shape, data_type=_element_type(array))

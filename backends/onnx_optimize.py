@@ -101,15 +101,16 @@ def would_change(nodes, outputs: Iterable[str], initializers: Iterable[str], val
             constants.update(node.outputs)
             continue
         names = [name for name in node.inputs if name]
-        if names and all(name in constants for name in names):
+        if names and constants.issuperset(names):
             return True
-        if any(isinstance(value, GraphProto) for value in node.attrs.values()):
+        if node.attrs and any(isinstance(value, GraphProto) for value in node.attrs.values()):
             return True
     produced = set()
     for node in reversed(nodes):
-        if not any(name in live for name in node.outputs if name):
+        if live.isdisjoint(node.outputs):  # "" (an omitted output) is never in live
             return True
         live.update(node.inputs)
+        live.discard("")
         produced.update(node.outputs)
     return not live.issuperset(initializers) or not produced.issuperset(value_info)
 

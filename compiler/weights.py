@@ -92,8 +92,11 @@ class Drawing:
         from .ops import REGISTRY  # the registry imports the op modules; only drawing needs them
 
         self.seed = seed
-        self.tensors: dict[str, np.ndarray | Planned] = {}
+        tensors: dict[str, np.ndarray | Planned] = {}
+        self.tensors = tensors
         runs: list[tuple[str, str, list]] = []  # (kind, dtype, [Planned])
+        run = (None, None, None)
+        dtypes = {"float32": np.dtype("float32"), "float64": np.dtype("float64")}
         for node in graph.nodes():
             if not node.params and not node.buffers:
                 continue
@@ -107,21 +110,24 @@ class Drawing:
                 rule = rules.get(local)
                 if rule is None:
                     raise InternalError(f"op {node.op!r}: the init rule does not cover {local!r}")
-                name, shape = node.param_name(local), tuple(t.shape)
-                if rule.kind == "constant":
-                    value = int(rule.value) if t.dtype == "int64" else rule.value
-                    self.tensors[name] = np.full(shape, value, dtype=t.dtype)
+                name, kind, dtype = node.param_name(local), rule.kind, t.dtype
+                if kind == "constant":
+                    value = int(rule.value) if dtype == "int64" else rule.value
+                    tensors[name] = np.full(tuple(t.shape), value, dtype=dtype)
                     continue
-                if rule.kind not in ("uniform", "normal"):
-                    raise InternalError(f"unknown init kind {rule.kind!r}")
-                if t.dtype not in ("float32", "float64"):
-                    raise InternalError(f"a {rule.kind} init rule for a {t.dtype} tensor")
-                if not runs or runs[-1][:2] != (rule.kind, t.dtype):
-                    runs.append((rule.kind, t.dtype, []))
-                factor = rule.bound if rule.kind == "uniform" else rule.std
-                planned = Planned(self, name, rule.kind, np.dtype(t.dtype), shape, factor)
-                runs[-1][2].append(planned)
-                self.tensors[name] = planned
+                if kind == "uniform":
+                    factor = rule.bound
+                elif kind == "normal":
+                    factor = rule.std
+                else:
+                    raise InternalError(f"unknown init kind {kind!r}")
+                if dtype not in dtypes:
+                    raise InternalError(f"a {kind} init rule for a {dtype} tensor")
+                if run[0] != kind or run[1] != dtype:
+                    run = (kind, dtype, [])
+                    runs.append(run)
+                run[2].append(planned := Planned(self, name, kind, dtypes[dtype], tuple(t.shape), factor))
+                tensors[name] = planned
         position: tuple[int, int | None] | None = (0, None)  # see _advance
         for kind, dtype, tensors in runs:
             if kind == "normal":
@@ -148,14 +154,15 @@ class Drawing:
         for kind, dtype, tensors in self._runs:
             buffer = np.empty(sum(p.size for p in tensors), dtype=dtype)
             offset, scales = 0, []  # [start, end, factor]: neighbours scaled alike are one slice
+            last = None
             for planned in tensors:
                 size = planned.size
                 out[planned.name] = buffer[offset : offset + size].reshape(planned.shape)
                 factor = planned.factor
-                if scales and float(scales[-1][2]).hex() == float(factor).hex():  # hex: -0.0 is not 0.0
-                    scales[-1][1] = offset + size
+                if last is not None and factor == last[2] and (factor or _sign(factor) == _sign(last[2])):
+                    last[1] = offset + size  # a zero's sign matters: 2 * -0.0 scales to -0.0
                 else:
-                    scales.append([offset, offset + size, factor])
+                    scales.append(last := [offset, offset + size, factor])
                 offset += size
             values += buffer.size
             if kind == "normal" or position is None:
@@ -202,23 +209,17 @@ class Planned:
     its Drawing at once, then kept). `then(fn)` is the tensor `fn(values)` (the ONNX
     optimizer folds batchnorm into a convolution's weights so), still not drawn."""
 
-    __slots__ = ("drawing", "name", "kind", "dtype", "shape", "factor", "position", "transforms")
+    __slots__ = ("drawing", "name", "kind", "dtype", "shape", "factor", "position", "transforms", "size", "nbytes")
 
     def __init__(self, drawing, name, kind, dtype, shape, factor, position=None, transforms=()):
         self.drawing, self.name, self.kind, self.dtype, self.shape = drawing, name, kind, dtype, shape
         self.factor, self.position, self.transforms = factor, position, transforms
-
-    @property
-    def size(self) -> int:
-        return math.prod(self.shape)
+        self.size = math.prod(shape)
+        self.nbytes = self.size * dtype.itemsize
 
     @property
     def ndim(self) -> int:
         return len(self.shape)
-
-    @property
-    def nbytes(self) -> int:
-        return self.size * self.dtype.itemsize
 
     def __repr__(self) -> str:
         return f"Planned({self.name!r}, {self.kind}, {self.dtype}, {self.shape})"
@@ -312,6 +313,10 @@ def drawn_in_order(planned: list[Planned]):
         stop.set()
         free.put(np.empty(0, np.uint8))  # wakes a producer waiting for a buffer, to stop
         thread.join()
+
+
+def _sign(x: float) -> float:
+    return math.copysign(1.0, x)
 
 
 def _draw_pieces(seed: int, pieces: list, lock) -> None:

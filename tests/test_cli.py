@@ -1,6 +1,7 @@
 """`netc check`: exit codes, the JSON report, the summary table, and its import budget."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -112,3 +113,31 @@ def test_dump_ir_is_deterministic():
     first = run_netc("check", "--dump-ir", RESNET).stdout
     assert first == run_netc("check", "--dump-ir", RESNET).stdout
     assert "%conv2d_0 : f32[N, 64, 112, 112] = conv2d(%image)" in first
+
+
+def test_the_script_flushes_everything_before_its_quick_exit():
+    """`netc` ends with os._exit (cli.run): whatever it printed must be out by then, here
+    a dump the command writes without flushing, into a pipe (block-buffered)."""
+    from conftest import NETC
+    from netc.compiler import compile_file
+    from netc.compiler.printer import print_graph
+
+    path = ROOT / "examples" / "gpt2.net"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # buffered, as by default
+    done = subprocess.run(
+        [str(NETC), "check", str(path), "--dump-ir"], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == print_graph(compile_file(path).graph)
+
+
+@pytest.mark.parametrize("unbuffered", [True, False])
+def test_a_reader_that_stops_early_is_no_error(unbuffered):
+    from conftest import NETC
+
+    shell = f"'{NETC}' check --json '{ROOT / 'examples' / 'resnet50.net'}' | head -c 5; exit ${{PIPESTATUS[0]}}"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = "1"
+    done = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, timeout=60, env=env)
+    assert (done.returncode, done.stdout, done.stderr) == (0, '{"ok"', "")

@@ -26,13 +26,15 @@ each warmed up once, and the table gives the median over --runs runs. Cases:
   (the hand-written model's, mapped into netc's names through the netc torch module and
   `torch_reference.copy_weights`), batch 1 and 8, same random input. The outputs are checked
   to agree (allclose, 1e-4) before timing. The two sessions alternate call by call within
-  each run. Target netc / exported <= 1.0.
+  each run. Target netc / exported <= 1.0. A control row per batch times netc's model
+  against a second session of the same model the same way: how far the ratio of two equal
+  models strays here (no target).
 
 The in-process cases run with the garbage collector on, as a user's program would (a
 collection is forced before each timed call). Files go to a temporary directory, removed at
 the end.
 
-    .venv/bin/python bench/onnx_speed.py [--runs 5] [--threads 2] [--quick] [--no-dynamo]
+    .venv/bin/python bench/onnx_speed.py [--runs 5] [--threads 2] [--quick] [--no-dynamo] [--cases whole,mlp,ort]
 """
 
 from __future__ import annotations
@@ -293,7 +295,8 @@ def session(data: bytes, threads: int) -> ort.InferenceSession:
 
 
 def ort_models(threads: int):
-    """(netc session, exported session, reference module, node counts), all with the reference's weights."""
+    """(netc session, exported session, a second netc session, reference module, node counts), all with the
+    reference's weights."""
     reference = R.resnet50().eval()
     compiled = compile_file(RESNET50)
     netc_module = compiled.torch()
@@ -310,7 +313,8 @@ def ort_models(threads: int):
     for key, data in (("netc", netc_bytes), ("exported", buf.getvalue())):
         ops = [n.op_type for n in onnx.load_from_string(data).graph.node]
         graphs[key] = f"{len(ops)} nodes ({ops.count('Conv')} Conv, {ops.count('Identity')} Identity)"
-    return session(netc_bytes, threads), session(buf.getvalue(), threads), reference, graphs
+    netc_sess, ref_sess = session(netc_bytes, threads), session(buf.getvalue(), threads)
+    return netc_sess, ref_sess, session(netc_bytes, threads), reference, graphs
 
 
 def ort_case(netc_sess, ref_sess, reference, batch: int, iters: int, runs: int):
@@ -372,7 +376,11 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads and onnxruntime intra-op threads")
     ap.add_argument("--quick", action="store_true", help="smoke run: 1 run, no warm-up for the export cases, few onnxruntime iterations")
     ap.add_argument("--no-dynamo", action="store_true", help="leave out the dynamo exporter (slowest candidate)")
+    ap.add_argument("--cases", default="whole,mlp,ort", help="which cases, comma-separated: whole, mlp, ort")
     args = ap.parse_args(argv)
+    cases = set(args.cases.split(","))
+    if not cases <= {"whole", "mlp", "ort"}:
+        ap.error(f"--cases: unknown {', '.join(sorted(cases - {'whole', 'mlp', 'ort'}))}")
     runs = 1 if args.quick else args.runs
     iters1, iters8 = (3, 1) if args.quick else (30, 10)
     torch.set_num_threads(args.threads)
@@ -386,8 +394,49 @@ def main(argv=None) -> int:
     )
 
     # The onnxruntime sessions first: a weight-mapping problem shows at once, not minutes in.
-    netc_sess, ref_sess, reference, graphs = ort_models(args.threads)
+    if "ort" in cases:
+        netc_sess, ref_sess, control, reference, graphs = ort_models(args.threads)
     rows = []  # case, netc, peer, ratio, target, spread
+    if "whole" in cases:
+        sizes, cpu = whole_process_rows(rows, runs, args)
+    if "mlp" in cases:
+        mlp_sizes = mlp_rows(rows, runs, args)
+    if "ort" in cases:
+        diffs = ort_rows(rows, runs, netc_sess, ref_sess, control, reference, iters1, iters8)
+
+    print()
+    print("| case | netc | peer | netc vs peer | target | run spread |")
+    print("| --- | ---: | ---: | ---: | :---: | ---: |")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    print()
+    if "whole" in cases:
+        mb = {k: f"{v / 1e6:.1f} MB" for k, v in sizes.items()}
+        extra = " (dynamo: model + .data)" if "dynamo" in mb else ""
+        print(f"resnet50 files written: {', '.join(f'{k} {v}' for k, v in mb.items())}{extra}")
+        cpu_text = ", ".join(f"{k} {statistics.median(v):.2f} s" for k, v in cpu.items() if v)
+        print(f"resnet50 whole process, CPU time (user + sys, median): {cpu_text}")
+    if "mlp" in cases:
+        print(
+            f"residual MLP: netc's time includes compiling the spec and drawing the weights; the torch export's "
+            f"excludes building the module. Serialized: netc {mlp_sizes.get(f'netc {BLOCKS[0]}', 0) / 1e3:.0f} kB, "
+            f"torch {mlp_sizes.get('torchscript', 0) / 1e3:.0f} kB"
+        )
+    if "ort" in cases:
+        print(
+            f"onnxruntime: same weights (the hand-written model's), outputs agree (max |diff| batch 1 "
+            f"{diffs[1]:.2g}, batch 8 {diffs[8]:.2g}); CPUExecutionProvider, {args.threads} intra-op threads, "
+            f"ORT_ENABLE_ALL; graphs: netc {graphs['netc']}, exported {graphs['exported']}; the control rows time "
+            "netc's model against a second session of the same model, the same way: the noise floor"
+        )
+    print(
+        f"medians of {runs} runs, interleaved; run spread: (max - min) / median of the noisier candidate; "
+        f"load average at end {load()}; total {time.perf_counter() - started:.0f} s"
+    )
+    return 0
+
+
+def whole_process_rows(rows, runs, args):
     with tempfile.TemporaryDirectory(prefix="netc-onnx-bench-") as tmp:
         samples, sizes, cpu = whole_process_case(Path(tmp), runs, not args.no_dynamo, warmup=0 if args.quick else 1)
     netc_s = samples[0]
@@ -407,7 +456,10 @@ def main(argv=None) -> int:
         rows.append((label, fmt_s(netc_med), fmt_s(med), f"{ratio:.2f}x faster",
                      f"≥ {target:.0f}x faster {mark(ratio >= target)}", f"{noise([netc_s, peer]):.1%}"))
     print("  resnet50 whole process done", flush=True)
+    return sizes, cpu
 
+
+def mlp_rows(rows, runs, args):
     samples, mlp_sizes = mlp_case(runs, warmup=0 if args.quick else 1)
     for s in samples:
         if isinstance(s, Exception):
@@ -420,7 +472,10 @@ def main(argv=None) -> int:
                  f"{n10 / n1:.2f}x the time", f"≤ {SCALING_TARGET:.0f}x {mark(n10 / n1 <= SCALING_TARGET)}",
                  f"{noise([samples[0], samples[2]]):.1%}"))
     print("  residual MLP done", flush=True)
+    return mlp_sizes
 
+
+def ort_rows(rows, runs, netc_sess, ref_sess, control, reference, iters1, iters8):
     diffs = {}
     for batch, iters in ((1, iters1), (8, iters8)):
         samples, diffs[batch] = ort_case(netc_sess, ref_sess, reference, batch, iters, runs)
@@ -428,34 +483,12 @@ def main(argv=None) -> int:
         rows.append((f"onnxruntime resnet50 batch {batch} ({iters} iters/run): netc optimized vs TorchScript-exported",
                      fmt_ms(a), fmt_ms(b), f"{a / b:.3f}", f"≤ {ORT_TARGET:.1f} {mark(a / b <= ORT_TARGET)}",
                      f"{noise(samples):.1%}"))
+        samples, _ = ort_case(netc_sess, control, reference, batch, iters, runs)
+        a, b = (statistics.median(s) for s in samples)
+        rows.append((f"control, batch {batch}: netc's model vs a second session of it", fmt_ms(a), fmt_ms(b),
+                     f"{a / b:.3f}", "(noise floor)", f"{noise(samples):.1%}"))
     print("  onnxruntime done", flush=True)
-
-    print()
-    print("| case | netc | peer | netc vs peer | target | run spread |")
-    print("| --- | ---: | ---: | ---: | :---: | ---: |")
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
-    print()
-    mb = {k: f"{v / 1e6:.1f} MB" for k, v in sizes.items()}
-    extra = " (dynamo: model + .data)" if "dynamo" in mb else ""
-    print(f"resnet50 files written: {', '.join(f'{k} {v}' for k, v in mb.items())}{extra}")
-    cpu_text = ", ".join(f"{k} {statistics.median(v):.2f} s" for k, v in cpu.items() if v)
-    print(f"resnet50 whole process, CPU time (user + sys, median): {cpu_text}")
-    print(
-        f"residual MLP: netc's time includes compiling the spec and drawing the weights; the torch export's "
-        f"excludes building the module. Serialized: netc {mlp_sizes.get(f'netc {BLOCKS[0]}', 0) / 1e3:.0f} kB, "
-        f"torch {mlp_sizes.get('torchscript', 0) / 1e3:.0f} kB"
-    )
-    print(
-        f"onnxruntime: same weights (the hand-written model's), outputs agree (max |diff| batch 1 "
-        f"{diffs[1]:.2g}, batch 8 {diffs[8]:.2g}); CPUExecutionProvider, {args.threads} intra-op threads, ORT_ENABLE_ALL; "
-        f"graphs: netc {graphs['netc']}, exported {graphs['exported']}"
-    )
-    print(
-        f"medians of {runs} runs, interleaved; run spread: (max - min) / median of the noisier candidate; "
-        f"load average at end {load()}; total {time.perf_counter() - started:.0f} s"
-    )
-    return 0
+    return diffs
 
 
 if __name__ == "__main__":

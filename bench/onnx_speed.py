@@ -183,17 +183,31 @@ def whole_process_case(tmp: Path, runs: int, dynamo: bool, warmup: int):
     outs = {k: tmp / f"{k}.onnx" for k in ("netc", "torchscript", "dynamo")}
     cpu: dict[str, list[float]] = {k: [] for k in outs}
     cands = [
-        process([netc, "compile", str(RESNET50), "--target", "onnx", "-o", str(outs["netc"])], outs["netc"], str(tmp),
-                cpu["netc"]),
-        process([sys.executable, "-c", EXPORT_SCRIPT, str(TESTS), str(outs["torchscript"]), "torchscript"],
-                outs["torchscript"], str(tmp), cpu["torchscript"]),
+        process(
+            [netc, "compile", str(RESNET50), "--target", "onnx", "-o", str(outs["netc"])],
+            outs["netc"],
+            str(tmp),
+            cpu["netc"],
+        ),
+        process(
+            [sys.executable, "-c", EXPORT_SCRIPT, str(TESTS), str(outs["torchscript"]), "torchscript"],
+            outs["torchscript"],
+            str(tmp),
+            cpu["torchscript"],
+        ),
     ]
     if dynamo:
-        cands.append(process([sys.executable, "-c", EXPORT_SCRIPT, str(TESTS), str(outs["dynamo"]), "dynamo"],
-                             outs["dynamo"], str(tmp), cpu["dynamo"]))
+        cands.append(
+            process(
+                [sys.executable, "-c", EXPORT_SCRIPT, str(TESTS), str(outs["dynamo"]), "dynamo"],
+                outs["dynamo"],
+                str(tmp),
+                cpu["dynamo"],
+            )
+        )
     samples = interleave(cands, runs, warmup)
     for key, sample in zip(cpu, samples):  # keep the timed runs' figures (no warm-up, no failure)
-        cpu[key] = cpu[key][len(cpu[key]) - len(sample):] if isinstance(sample, list) and sample else []
+        cpu[key] = cpu[key][len(cpu[key]) - len(sample) :] if isinstance(sample, list) and sample else []
     sizes = {}
     for k, p in outs.items():
         files = list(tmp.glob(p.name + "*"))
@@ -274,9 +288,16 @@ def mlp_case(runs: int, warmup: int):
         buf = io.BytesIO()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(model, (dummy,), buf, dynamo=False, opset_version=18,
-                              input_names=["x"], output_names=["logits"],
-                              dynamic_axes={"x": {0: "N"}, "logits": {0: "N"}})
+            torch.onnx.export(
+                model,
+                (dummy,),
+                buf,
+                dynamo=False,
+                opset_version=18,
+                input_names=["x"],
+                output_names=["logits"],
+                dynamic_axes={"x": {0: "N"}, "logits": {0: "N"}},
+            )
         sizes["torchscript"] = buf.tell()
 
     samples = interleave([netc(small), lambda: timed_once(torchscript), netc(BLOCKS[1])], runs, warmup)
@@ -306,9 +327,16 @@ def ort_models(threads: int):
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(reference, (torch.randn(1, 3, 224, 224),), buf, dynamo=False, opset_version=18,
-                          input_names=["image"], output_names=["logits"],
-                          dynamic_axes={"image": {0: "N"}, "logits": {0: "N"}})
+        torch.onnx.export(
+            reference,
+            (torch.randn(1, 3, 224, 224),),
+            buf,
+            dynamo=False,
+            opset_version=18,
+            input_names=["image"],
+            output_names=["logits"],
+            dynamic_axes={"image": {0: "N"}, "logits": {0: "N"}},
+        )
     graphs = {}
     for key, data in (("netc", netc_bytes), ("exported", buf.getvalue())):
         ops = [n.op_type for n in onnx.load_from_string(data).graph.node]
@@ -343,7 +371,7 @@ def ort_case(netc_sess, ref_sess, reference, batch: int, iters: int, runs: int):
         gc.disable()
         try:
             for i in range(iters):
-                for k in ((0, 1) if i % 2 == 0 else (1, 0)):
+                for k in (0, 1) if i % 2 == 0 else (1, 0):
                     sess, feed = sessions[k]
                     start = time.perf_counter()
                     sess.run(None, feed)
@@ -374,7 +402,11 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=5, help="timed runs per case and candidate (median reported)")
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads and onnxruntime intra-op threads")
-    ap.add_argument("--quick", action="store_true", help="smoke run: 1 run, no warm-up for the export cases, few onnxruntime iterations")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: 1 run, no warm-up for the export cases, few onnxruntime iterations",
+    )
     ap.add_argument("--no-dynamo", action="store_true", help="leave out the dynamo exporter (slowest candidate)")
     ap.add_argument("--cases", default="whole,mlp,ort", help="which cases, comma-separated: whole, mlp, ort")
     args = ap.parse_args(argv)
@@ -453,8 +485,16 @@ def whole_process_rows(rows, runs, args):
             continue
         med = statistics.median(peer)
         ratio = med / netc_med
-        rows.append((label, fmt_s(netc_med), fmt_s(med), f"{ratio:.2f}x faster",
-                     f"≥ {target:.0f}x faster {mark(ratio >= target)}", f"{noise([netc_s, peer]):.1%}"))
+        rows.append(
+            (
+                label,
+                fmt_s(netc_med),
+                fmt_s(med),
+                f"{ratio:.2f}x faster",
+                f"≥ {target:.0f}x faster {mark(ratio >= target)}",
+                f"{noise([netc_s, peer]):.1%}",
+            )
+        )
     print("  resnet50 whole process done", flush=True)
     return sizes, cpu
 
@@ -465,12 +505,27 @@ def mlp_rows(rows, runs, args):
         if isinstance(s, Exception):
             raise s
     n1, ts, n10 = (statistics.median(s) for s in samples)
-    rows.append((f"residual MLP w{WIDTH} x {BLOCKS[0]:,} blocks in-process: spec text -> bytes vs "
-                 "torch.onnx.export(dynamo=False) -> BytesIO", fmt_s(n1), fmt_s(ts), f"{ts / n1:.1f}x faster",
-                 f"≥ {MLP_TARGET:.0f}x faster {mark(ts / n1 >= MLP_TARGET)}", f"{noise(samples[:2]):.1%}"))
-    rows.append((f"residual MLP netc {BLOCKS[1]:,} blocks (peer: netc {BLOCKS[0]:,})", fmt_s(n10), fmt_s(n1),
-                 f"{n10 / n1:.2f}x the time", f"≤ {SCALING_TARGET:.0f}x {mark(n10 / n1 <= SCALING_TARGET)}",
-                 f"{noise([samples[0], samples[2]]):.1%}"))
+    rows.append(
+        (
+            f"residual MLP w{WIDTH} x {BLOCKS[0]:,} blocks in-process: spec text -> bytes vs "
+            "torch.onnx.export(dynamo=False) -> BytesIO",
+            fmt_s(n1),
+            fmt_s(ts),
+            f"{ts / n1:.1f}x faster",
+            f"≥ {MLP_TARGET:.0f}x faster {mark(ts / n1 >= MLP_TARGET)}",
+            f"{noise(samples[:2]):.1%}",
+        )
+    )
+    rows.append(
+        (
+            f"residual MLP netc {BLOCKS[1]:,} blocks (peer: netc {BLOCKS[0]:,})",
+            fmt_s(n10),
+            fmt_s(n1),
+            f"{n10 / n1:.2f}x the time",
+            f"≤ {SCALING_TARGET:.0f}x {mark(n10 / n1 <= SCALING_TARGET)}",
+            f"{noise([samples[0], samples[2]]):.1%}",
+        )
+    )
     print("  residual MLP done", flush=True)
     return mlp_sizes
 
@@ -480,13 +535,28 @@ def ort_rows(rows, runs, netc_sess, ref_sess, control, reference, iters1, iters8
     for batch, iters in ((1, iters1), (8, iters8)):
         samples, diffs[batch] = ort_case(netc_sess, ref_sess, reference, batch, iters, runs)
         a, b = (statistics.median(s) for s in samples)
-        rows.append((f"onnxruntime resnet50 batch {batch} ({iters} iters/run): netc optimized vs TorchScript-exported",
-                     fmt_ms(a), fmt_ms(b), f"{a / b:.3f}", f"≤ {ORT_TARGET:.1f} {mark(a / b <= ORT_TARGET)}",
-                     f"{noise(samples):.1%}"))
+        rows.append(
+            (
+                f"onnxruntime resnet50 batch {batch} ({iters} iters/run): netc optimized vs TorchScript-exported",
+                fmt_ms(a),
+                fmt_ms(b),
+                f"{a / b:.3f}",
+                f"≤ {ORT_TARGET:.1f} {mark(a / b <= ORT_TARGET)}",
+                f"{noise(samples):.1%}",
+            )
+        )
         samples, _ = ort_case(netc_sess, control, reference, batch, iters, runs)
         a, b = (statistics.median(s) for s in samples)
-        rows.append((f"control, batch {batch}: netc's model vs a second session of it", fmt_ms(a), fmt_ms(b),
-                     f"{a / b:.3f}", "(noise floor)", f"{noise(samples):.1%}"))
+        rows.append(
+            (
+                f"control, batch {batch}: netc's model vs a second session of it",
+                fmt_ms(a),
+                fmt_ms(b),
+                f"{a / b:.3f}",
+                "(noise floor)",
+                f"{noise(samples):.1%}",
+            )
+        )
     print("  onnxruntime done", flush=True)
     return diffs
 

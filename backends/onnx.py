@@ -454,7 +454,9 @@ def _fresh(used: set, base: str) -> str:
 class OnnxModel:
     """A model whose weights stay numpy arrays until it is written: `proto` holds no
     initializer data, `weights` the initializers in order. Copying 100 MB through protobuf
-    costs about 0.3 s a copy here, so the file is written straight from the arrays, once."""
+    costs about 0.3 s a copy here, so the file is written straight from the arrays, once.
+    Fresh weights are `weights.Planned` tensors, drawn as they are written
+    (`np.asarray(planned)` draws one; `to_proto()` draws them all)."""
 
     proto: onnx.ModelProto
     weights: dict[str, np.ndarray]

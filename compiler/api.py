@@ -69,7 +69,8 @@ class CompiledNetwork:
 
     def onnx_model(self, opset=18, weights=None, seed=0, optimize=True, backward=False, loss=None, training=True):
         """The same model as a `netc.backends.onnx.OnnxModel`, whose weights stay numpy
-        arrays until `.save(path)` writes them (the fast way to a file)."""
+        arrays until `.save(path)` writes them (the fast way to a file); fresh weights
+        (`weights=None`) are not drawn until then (`weights.Planned`)."""
         from netc.backends.onnx import check_opset, emit, emit_backward
 
         check_opset(opset)

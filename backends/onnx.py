@@ -534,7 +534,7 @@ class OnnxModel:
                     header = _header(name, value)
                     location, stream = external
                     offset = stream.tell()
-                    stream.write(memoryview(data(value)).cast("B"))
+                    _write_bytes(stream, data(value))
                     header.data_location = TensorProto.EXTERNAL
                     for key, field_value in (("location", location), ("offset", offset), ("length", value.nbytes)):
                         header.external_data.add(key=key, value=str(field_value))
@@ -547,8 +547,8 @@ class OnnxModel:
             for head, value, size in entries:
                 out.write(_field_head(_GRAPH_INITIALIZER, size))
                 out.write(head)
-                if value is not None and value.nbytes:
-                    out.write(memoryview(data(value)).cast("B"))
+                if value is not None:
+                    _write_bytes(out, data(value))  # every planned tensor: the stream yields each
         finally:
             if drawn is not None:
                 drawn.close()
@@ -578,8 +578,13 @@ def _field_head(field: int, length: int) -> bytes:
             return bytes(out)
 
 
+def _write_bytes(out, array: np.ndarray) -> None:
+    if array.size:  # memoryview cannot cast a shape with a zero in it
+        out.write(memoryview(array).cast("B"))
+
+
 def _element_type(array: np.ndarray) -> int:
-    return helper.np_dtype_to_tensor_dtype(array.dtype)
+    return helper.np_dtype_to_tensor_dtype(array.dtype.newbyteorder("="))  # '>f4' is FLOAT too
 
 
 def emit(graph: Graph, weights: dict, opset: int = DEFAULT_OPSET, optimize: bool = True, owned=False) -> OnnxModel:

@@ -740,7 +740,9 @@ def _shift_channels(bias, mean: np.ndarray, s: np.ndarray, shift: np.ndarray):
     """The folded bias, (bias - mean) * s + shift in float64, rounded once into bias's dtype;
     of a bias drawn only when written, a transform of it."""
     if not isinstance(bias, np.ndarray):
-        return bias.then(partial(_shift_channels, mean=mean, s=s, shift=shift))
+        if np.broadcast_shapes(bias.shape, s.shape) == bias.shape:
+            return bias.then(partial(_shift_channels, mean=mean, s=s, shift=shift))
+        bias = np.asarray(bias)  # a Gemm's bias of one value broadcast to the channels: it changes shape
     return ((bias.astype(np.float64) - mean) * s + shift).astype(bias.dtype)
 
 

@@ -450,15 +450,18 @@ def run() -> None:
     - OpenBLAS starts a thread per core when numpy is imported, and each spins for about
       0.1 s waiting for work that never comes (netc calls no BLAS routine): on a 2-core
       machine that is a core taken from the compiler. One BLAS thread is the default here
-      unless the environment sets another count.
+      unless the environment sets a count (OPENBLAS_, GOTO_ or OMP_NUM_THREADS).
     """
     import atexit
     import os
 
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    if not any(os.environ.get(name) for name in ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS")):
+        os.environ["OPENBLAS_NUM_THREADS"] = "1"
     code = main()
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
+        if stream is None:  # started with the descriptor closed (`netc ... >&-`)
+            continue
         try:
             stream.flush()
         except (BrokenPipeError, ValueError):  # the reader went away, or the stream was closed

@@ -91,7 +91,9 @@ class Drawing:
     def __init__(self, graph: Graph, seed: int = 0):
         from .ops import REGISTRY  # the registry imports the op modules; only drawing needs them
 
-        self.seed = seed
+        # One number for every generator made: None becomes fresh entropy once (each piece
+        # would otherwise get its own), and a seed numpy refuses is refused here.
+        self.seed = np.random.SeedSequence(seed).entropy
         tensors: dict[str, np.ndarray | Planned] = {}
         self.tensors = tensors
         runs: list[tuple[str, str, list]] = []  # (kind, dtype, [Planned])
@@ -234,7 +236,9 @@ class Planned:
 
     def __array__(self, dtype=None, copy=None):
         values = self.materialize()
-        return values if dtype is None else values.astype(dtype, copy=False)
+        if dtype is not None:
+            return values.astype(dtype, copy=bool(copy))
+        return values.copy() if copy else values  # without a copy: the Drawing's own array
 
     def materialize(self) -> np.ndarray:
         drawing = self.drawing

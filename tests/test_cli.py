@@ -141,3 +141,14 @@ def test_a_reader_that_stops_early_is_no_error(unbuffered):
         env["PYTHONUNBUFFERED"] = "1"
     done = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, timeout=60, env=env)
     assert (done.returncode, done.stdout, done.stderr) == (0, '{"ok"', "")
+
+
+@pytest.mark.parametrize("closed", [">&-", "2>&-"])
+def test_a_closed_standard_stream_is_no_error(closed, tmp_path):
+    from conftest import NETC
+
+    out = tmp_path / "m.onnx"
+    shell = f"'{NETC}' compile '{ROOT / 'examples' / 'residual_mlp.net'}' --target onnx -o '{out}' {closed}"
+    done = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert out.stat().st_size > 0

@@ -129,6 +129,9 @@ def test_folding_leaves_a_callers_weights_alone_and_overwrites_only_its_own(tmp_
         "examples/transformer.net",  # embeddings (normal) before and among uniform layers
         "network t(x: [N, 3, 8, 8]) { return x -> conv2d(4, kernel=3) -> batchnorm -> relu -> conv2d(2, kernel=1) }",
         "network t(x: [N, 5]) { return x -> linear(4) -> batchnorm -> batchnorm -> relu }",  # Gemm's bias, twice
+        # a weight with no values ([64, 0]) among others: the stream yields it all the same
+        "network t(x: [N, 64]) {\n h = x -> linear(64)\n a, b = h -> split((0, 64))\n"
+        " z = a -> linear(64)\n y = b -> linear(64)\n return z + y\n}",
     ],
 )
 @pytest.mark.parametrize("streamed", [True, False])
@@ -154,6 +157,21 @@ def test_weights_drawn_while_writing_equal_weights_drawn_first(source, streamed,
     for name in ("e.onnx", "e.onnx.data"):
         assert (tmp_path / "planned" / name).read_bytes() == (tmp_path / "drawn" / name).read_bytes()
     assert compiled.onnx_model(seed=4).to_proto() == onnx.load_from_string(expected)
+
+
+def test_big_endian_weights_write_as_little_endian():
+    from netc.backends.onnx import emit
+    from netc.compiler.weights import initial_weights
+
+    graph = compile_file(ROOT / "examples" / "residual_mlp.net").graph
+    weights = initial_weights(graph, 1)
+    swapped = {k: v.astype(v.dtype.newbyteorder(">")) for k, v in weights.items()}
+    assert emit(graph, swapped).to_bytes() == emit(graph, weights).to_bytes()
+
+
+def test_a_bad_seed_is_refused_when_asked_for():
+    with pytest.raises(ValueError):
+        compile_string("network t(x: [N, 4]) { return x -> linear(2) }").onnx_model(seed=-1)
 
 
 def test_the_model_carries_the_specs_names_shapes_and_lines():

@@ -829,3 +829,18 @@ def test_skipping_the_passes_gives_what_running_them_gives():
         assert optimize(whole).SerializeToString() == whole.SerializeToString(), path.name
         assert emit(compiled.graph, weights).to_bytes() == plain.to_bytes(), path.name
     assert "residual_mlp.net" in skipped and len(skipped) >= 3, skipped
+
+
+def test_a_gemm_bias_of_one_value_folds_to_one_per_channel_when_planned():
+    """A Gemm's bias may broadcast; folding changes its shape, which a transform of a tensor
+    not drawn yet cannot: it is drawn first."""
+    from netc.backends.onnx_optimize import _shift_channels
+    from netc.compiler import compile_string
+    from netc.compiler.weights import Drawing
+
+    drawing = Drawing(compile_string("network t(x: [N, 3]) { return x -> linear(1) }").graph, 0)
+    bias = drawing.tensors["linear_0.bias"]  # shape (1,)
+    mean, s, shift = np.zeros(4), np.arange(1.0, 5.0), np.ones(4)
+    folded = _shift_channels(bias, mean, s, shift)
+    assert folded.shape == (4,)
+    np.testing.assert_array_equal(folded, _shift_channels(np.asarray(bias), mean, s, shift))

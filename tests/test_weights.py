@@ -217,6 +217,26 @@ def test_planned_tensors_drawn_one_by_one_are_drawn_in_order(spec):
         assert_identical({name: np.asarray(Drawing(graph, 2).tensors[name])}, {name: expected[name]})
 
 
+def test_a_planned_tensor_as_an_array_copies_only_when_asked():
+    drawing = Drawing(compile_string(SMALL).graph, 0)
+    planned = drawing.tensors["linear_0.weight"]
+    copied = np.array(planned)  # copy=True: the caller's own
+    copied[...] = 42
+    assert not (drawing.arrays()["linear_0.weight"] == 42).any()
+    assert np.asarray(planned) is drawing.arrays()["linear_0.weight"]
+
+
+def test_unseeded_drawings_are_one_stream():
+    """seed=None draws fresh entropy once: every piece and writer continues the same stream."""
+    graph = compile_string("network t(x: [N, 3]) { return x -> linear(5) -> linear(7) }").graph
+    drawing = Drawing(graph, None)
+    planned = [v for v in drawing.tensors.values() if isinstance(v, Planned)]
+    streamed = [v.copy() for v in drawn_in_order(planned)]
+    expected = sequential_weights(graph, drawing.seed)
+    assert all(a.tobytes() == expected[p.name].tobytes() for p, a in zip(planned, streamed))
+    assert_identical(drawing.arrays(), expected)
+
+
 def assert_identical(got: dict, expected: dict) -> None:
     assert list(got) == list(expected)
     for name, array in got.items():

@@ -434,7 +434,14 @@ def _print_summary(compiled) -> None:
         table.add_row(*row)
     table.add_section()
     table.add_row(*total)
-    Console(highlight=False, soft_wrap=False, width=200 if not sys.stdout.isatty() else None).print(table)
+    console = Console(highlight=False, soft_wrap=False, width=200 if not sys.stdout.isatty() else None)
+    # rich answers a closed pipe with SystemExit(1); netc's answer is main's, exit 0 (`| head`).
+    console.on_broken_pipe = _raise_broken_pipe
+    console.print(table)
+
+
+def _raise_broken_pipe() -> None:
+    raise BrokenPipeError
 
 
 def run() -> None:

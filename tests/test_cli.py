@@ -152,3 +152,16 @@ def test_a_closed_standard_stream_is_no_error(closed, tmp_path):
     done = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert out.stat().st_size > 0
+
+
+@pytest.mark.parametrize("unbuffered", [True, False])
+def test_a_reader_that_reads_nothing_is_no_error(unbuffered):
+    """The summary table goes through rich, which answers a closed pipe with SystemExit(1)."""
+    from conftest import NETC
+
+    shell = f"'{NETC}' check '{ROOT / 'examples' / 'resnet50.net'}' | true; exit ${{PIPESTATUS[0]}}"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = "1"
+    done = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, timeout=60, env=env)
+    assert (done.returncode, done.stderr) == (0, "")

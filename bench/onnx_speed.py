@@ -263,6 +263,24 @@ class DeepMLP(nn.Module):
         return self.head(x)
 
 
+def torchscript_bytes(module, dummy, input_name: str) -> bytes:
+    """`torch.onnx.export` with the TorchScript exporter to memory, opset 18, batch axis N."""
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module,
+            (dummy,),
+            buf,
+            dynamo=False,
+            opset_version=18,
+            input_names=[input_name],
+            output_names=["logits"],
+            dynamic_axes={input_name: {0: "N"}, "logits": {0: "N"}},
+        )
+    return buf.getvalue()
+
+
 def timed_once(fn) -> float:
     gc.collect()
     start = time.perf_counter()
@@ -285,20 +303,7 @@ def mlp_case(runs: int, warmup: int):
         return lambda: timed_once(fn)
 
     def torchscript():
-        buf = io.BytesIO()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                model,
-                (dummy,),
-                buf,
-                dynamo=False,
-                opset_version=18,
-                input_names=["x"],
-                output_names=["logits"],
-                dynamic_axes={"x": {0: "N"}, "logits": {0: "N"}},
-            )
-        sizes["torchscript"] = buf.tell()
+        sizes["torchscript"] = len(torchscript_bytes(model, dummy, "x"))
 
     samples = interleave([netc(small), lambda: timed_once(torchscript), netc(BLOCKS[1])], runs, warmup)
     return samples, sizes
@@ -324,24 +329,12 @@ def ort_models(threads: int):
     R.copy_weights(reference, netc_module)
     weights = {k: v.detach().numpy() for k, v in netc_module.state_dict().items()}
     netc_bytes = compiled.onnx_model(weights=weights).to_bytes()
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            reference,
-            (torch.randn(1, 3, 224, 224),),
-            buf,
-            dynamo=False,
-            opset_version=18,
-            input_names=["image"],
-            output_names=["logits"],
-            dynamic_axes={"image": {0: "N"}, "logits": {0: "N"}},
-        )
+    exported = torchscript_bytes(reference, torch.randn(1, 3, 224, 224), "image")
     graphs = {}
-    for key, data in (("netc", netc_bytes), ("exported", buf.getvalue())):
+    for key, data in (("netc", netc_bytes), ("exported", exported)):
         ops = [n.op_type for n in onnx.load_from_string(data).graph.node]
         graphs[key] = f"{len(ops)} nodes ({ops.count('Conv')} Conv, {ops.count('Identity')} Identity)"
-    netc_sess, ref_sess = session(netc_bytes, threads), session(buf.getvalue(), threads)
+    netc_sess, ref_sess = session(netc_bytes, threads), session(exported, threads)
     return netc_sess, ref_sess, session(netc_bytes, threads), reference, graphs
 
 

@@ -540,12 +540,12 @@ class OnnxModel:
                         header.external_data.add(key=key, value=str(field_value))
                     head = header.SerializeToString()
                     size = len(head)
-                entries.append((head, value if external is None else None, size))
-                total += len(_field_head(_GRAPH_INITIALIZER, size)) + size
+                prefix = _field_head(_GRAPH_INITIALIZER, size)
+                entries.append((prefix + head, value if external is None else None))
+                total += len(prefix) + size
             out.write(self.proto.SerializeToString())
             out.write(_field_head(_MODEL_GRAPH, total))
-            for head, value, size in entries:
-                out.write(_field_head(_GRAPH_INITIALIZER, size))
+            for head, value in entries:
                 out.write(head)
                 if value is not None:
                     _write_bytes(out, data(value))  # every planned tensor: the stream yields each

@@ -724,16 +724,17 @@ def _scale_output_channels(conv: NodeProto, w: np.ndarray, s: np.ndarray, attrs,
             return None
         view, factors = w.shape, s[:, None] if trans_b else s[None, :]
     if not isinstance(w, np.ndarray):  # drawn when written: scaled then, as it is drawn
-        return w.then(partial(_scale_in_place, view, factors))
+        return w.then(partial(_scaled, view, factors))
     out = w if overwrite and w.flags.writeable and w.flags.c_contiguous else np.empty_like(w)
+    return _scaled(view, factors, w, out)
+
+
+def _scaled(view: tuple, factors: np.ndarray, w: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """w times factors (w seen as `view`), into `out` (default: w itself)."""
+    out = w if out is None else out
     # Multiplying in float64 and rounding once into w's dtype, chunk by chunk: no float64 copy of the weight.
     np.multiply(w.reshape(view), factors, out=out.reshape(view), dtype=np.float64, casting="unsafe")
     return out
-
-
-def _scale_in_place(view: tuple, factors: np.ndarray, w: np.ndarray) -> np.ndarray:
-    np.multiply(w.reshape(view), factors, out=w.reshape(view), dtype=np.float64, casting="unsafe")
-    return w
 
 
 def _shift_channels(bias, mean: np.ndarray, s: np.ndarray, shift: np.ndarray):

@@ -96,8 +96,8 @@ class Drawing:
         self.seed = np.random.SeedSequence(seed).entropy
         tensors: dict[str, np.ndarray | Planned] = {}
         self.tensors = tensors
-        runs: list[tuple[str, str, list]] = []  # (kind, dtype, [Planned])
-        run = (None, None, None)
+        runs: list[list] = []  # [kind, dtype, [Planned], the stream position where the run starts]
+        run = [None, None, None, None]
         dtypes = {"float32": np.dtype("float32"), "float64": np.dtype("float64")}
         for node in graph.nodes():
             if not node.params and not node.buffers:
@@ -126,15 +126,19 @@ class Drawing:
                 if dtype not in dtypes:
                     raise InternalError(f"a {kind} init rule for a {dtype} tensor")
                 if run[0] != kind or run[1] != dtype:
-                    run = (kind, dtype, [])
+                    run = [kind, dtype, [], None]
                     runs.append(run)
                 run[2].append(planned := Planned(self, name, kind, dtypes[dtype], tuple(t.shape), factor))
                 tensors[name] = planned
+        # A run's start is known up to the first normal run (its draws consume a varying
+        # count); its tensors' places are known only before it.
         position: tuple[int, int | None] | None = (0, None)  # see _advance
-        for kind, dtype, tensors in runs:
+        for run in runs:
+            run[3] = position
+            kind, dtype, members, _ = run
             if kind == "normal":
                 position = None
-            for planned in tensors:
+            for planned in members:
                 planned.position = position
                 if position is not None:
                     position = _advance(position, dtype, planned.size)
@@ -150,14 +154,13 @@ class Drawing:
     def _draw_all(self) -> dict[str, np.ndarray]:
         out = dict(self.tensors)
         pieces: list[tuple] = []  # (position or None, [(kind, buffer, start, end, scales)])
-        ordered: list[tuple] = []  # the runs from the first normal one on
-        position: tuple[int, int | None] | None = (0, None)
+        ordered: list[tuple] = []  # the runs from the first normal one on, drawn in order
         values = 0
-        for kind, dtype, tensors in self._runs:
-            buffer = np.empty(sum(p.size for p in tensors), dtype=dtype)
+        for kind, dtype, members, position in self._runs:
+            buffer = np.empty(sum(p.size for p in members), dtype=dtype)
             offset, scales = 0, []  # [start, end, factor]: neighbours scaled alike are one slice
             last = None
-            for planned in tensors:
+            for planned in members:
                 size = planned.size
                 out[planned.name] = buffer[offset : offset + size].reshape(planned.shape)
                 factor = planned.factor
@@ -167,10 +170,9 @@ class Drawing:
                     scales.append(last := [offset, offset + size, factor])
                 offset += size
             values += buffer.size
-            if kind == "normal" or position is None:
-                if position is not None:
+            if kind == "normal" or ordered:
+                if not ordered:  # the first normal run: its start is still known
                     pieces.append((position, ordered))
-                    position = None
                 ordered.append((kind, buffer, 0, buffer.size, scales))
                 continue
             for start in range(0, buffer.size, self.PIECE):
@@ -241,27 +243,20 @@ class Planned:
         return values.copy() if copy else values  # without a copy: the Drawing's own array
 
     def materialize(self) -> np.ndarray:
-        drawing = self.drawing
-        values = (drawing._arrays or drawing.arrays())[self.name]
+        values = self.drawing.arrays()[self.name]
         if self.transforms:
             values = self._transformed(values.copy())
         return values
 
     def draw(self, rng: np.random.Generator | None, out: np.ndarray) -> np.ndarray:
         """The values drawn into `out` (C-contiguous, this shape and dtype) by `rng`, a
-        generator at `position` (None when `position` is: then the Drawing draws all);
+        generator at `position` (where `position` is None, the Drawing draws all);
         returns them (`out`, or a new array where a transform made one)."""
-        if self.position is None or rng is None:
+        if self.position is None:
             return self.materialize()
         flat = out.reshape(-1)
-        if self.kind == "uniform":
-            rng.random(dtype=self.dtype, out=flat)
-            flat *= 2 * self.factor
-            flat -= self.factor
-        else:
-            rng.standard_normal(dtype=self.dtype, out=flat)
-            if self.factor != 1.0:
-                flat *= self.factor
+        _draw(rng, self.kind, flat)
+        _scale(self.kind, flat, self.factor)
         return self._transformed(out)
 
     def _transformed(self, values: np.ndarray) -> np.ndarray:
@@ -297,7 +292,7 @@ def drawn_in_order(planned: list[Planned]):
                 if p.position is not None and at != (p.drawing, p.position):
                     rng = _generator_at(p.drawing.seed, p.position)
                 out = buffer[: p.nbytes].view(p.dtype).reshape(p.shape)
-                values = p.draw(rng if p.position is not None else None, out)
+                values = p.draw(rng, out)
                 if p.position is not None:
                     at = (p.drawing, _advance(p.position, p.dtype.name, p.size))
                 ready.put((buffer, values))
@@ -338,22 +333,30 @@ def _draw_pieces(seed: int, pieces: list, lock) -> None:
                 position, parts = pieces.pop()
         rng = _generator_at(seed, position)
         for kind, buffer, start, end, scales in parts:
-            part = buffer[start:end]
-            if kind == "uniform":
-                rng.random(dtype=buffer.dtype, out=part)
-            else:
-                rng.standard_normal(dtype=buffer.dtype, out=part)
+            _draw(rng, kind, buffer[start:end])
             # In place, a slice of like tensors at a time: a residual MLP's thousands of
             # weights and biases share one bound, so they take two numpy calls, not two each.
             for first, last, factor in scales:
-                if last <= start or first >= end:
-                    continue
-                view = buffer[max(first, start) : min(last, end)]
-                if kind == "uniform":
-                    view *= 2 * factor
-                    view -= factor
-                elif factor != 1.0:
-                    view *= factor
+                if last > start and first < end:
+                    _scale(kind, buffer[max(first, start) : min(last, end)], factor)
+
+
+def _draw(rng: np.random.Generator, kind: str, out: np.ndarray) -> None:
+    """Standard values of `kind` into `out`: uniform on [0, 1), or normal."""
+    if kind == "uniform":
+        rng.random(dtype=out.dtype, out=out)
+    else:
+        rng.standard_normal(dtype=out.dtype, out=out)
+
+
+def _scale(kind: str, values: np.ndarray, factor: float) -> None:
+    """Standard values to their rule, in place: uniform on [-factor, factor], or normal
+    with standard deviation `factor`."""
+    if kind == "uniform":
+        values *= 2 * factor
+        values -= factor
+    elif factor != 1.0:
+        values *= factor
 
 
 def _advance(position: tuple[int, int | None], dtype: str, count: int) -> tuple[int, int | None]:

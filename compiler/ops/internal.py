@@ -8,7 +8,6 @@ None of them is differentiated again (the backward graph is not differentiated):
 
 from __future__ import annotations
 
-import itertools
 import math
 
 from netc.dsl.diagnostics import InternalError
@@ -342,17 +341,20 @@ def _conv_weight_grad_torch(t, x, g, *, kernel, stride, padding, dilation, group
 def _conv_weight_grad_onnx(b, x, g, *, kernel, stride, padding, dilation, groups):
     """dW[o, c, k] = sum over n, p of g[n, o, p] x[n, c, p s + k d].
 
-    Ungrouped: the input's patches, one strided Slice of the padded x per kernel tap, stacked
-    into cols [N, C*K, P], then one batched MatMul with g [N, P, O] and a sum over the batch.
-    That is a GEMM of M = C*K, K = P, N = O per sample, which onnxruntime runs near its peak;
-    the Conv below, with g as a kernel as large as the feature map and an output of K pixels,
+    Ungrouped, with the input's size known: the input's patches as one matrix, cols [N*P, K*C],
+    gathered from x laid out channels last (each gathered row is a position's C channels, a
+    block copy), then one MatMul of g [O, N*P] by cols. Summing over the batch inside the
+    GEMM matters for small feature maps: resnet18's last stage has P = 49, and a batched
+    MatMul per sample then a sum over the batch wrote an [N, K*C, O] intermediate and ran
+    twice as slow; strided Slices per tap and a Concat also copied the patches twice. The
+    Conv below, with g as a kernel as large as the feature map and an output of K pixels,
     ran resnet18's weight gradients three times slower. The patches take K times the input's
     memory, so a layer whose patches pass `_PATCHES_PER_SAMPLE` elements a sample (a 3x3 conv
     of 64 channels at 256x256: 38M), or whose size is symbolic, takes the Conv."""
     out = g.shape[2:]
-    if groups == 1 and all(isinstance(d, int) for d in out):
+    if groups == 1 and all(isinstance(d, int) for d in x.shape[2:]):
         if x.shape[1] * math.prod(kernel) * math.prod(out) <= _PATCHES_PER_SAMPLE:
-            return _conv_weight_grad_patches(b, x, g, kernel=kernel, stride=stride, padding=padding, dilation=dilation)
+            return _conv_weight_grad_gathered(b, x, g, kernel=kernel, stride=stride, padding=padding, dilation=dilation)
     return _conv_weight_grad_conv(
         b, x, g, kernel=kernel, stride=stride, padding=padding, dilation=dilation, groups=groups
     )
@@ -361,26 +363,33 @@ def _conv_weight_grad_onnx(b, x, g, *, kernel, stride, padding, dilation, groups
 _PATCHES_PER_SAMPLE = 4_000_000  # resnet18 at 224x224 needs 1.8M at most (stage 1, and the 7x7 stem)
 
 
-def _conv_weight_grad_patches(b, x, g, *, kernel, stride, padding, dilation):
+def _conv_weight_grad_gathered(b, x, g, *, kernel, stride, padding, dilation):
+    import numpy as np  # the ONNX backend's import; `netc check` does not pay for it
+
     n = len(kernel)
-    channels, outputs, size = x.shape[1], g.shape[1], math.prod(kernel)
+    channels, outputs, taps = x.shape[1], g.shape[1], math.prod(kernel)
     pads = _pads(kernel, padding, dilation)
+    last = [0, *range(2, n + 2), 1]  # channels last: each gathered position is a row of C
+    moved = b.Transpose(x, perm=last)
     if any(pads):
-        x = b.Pad(x, b.ints([0, 0, *pads[:n], 0, 0, *pads[n:]]))
-    axes, steps = b.ints(range(2, n + 2)), b.ints(stride)
-    # Each tap meets as many inputs as the output has positions: from its offset, every
-    # stride-th one, up to offset + (out - 1) * stride (the output's sizes known at run time).
-    span = b.Add(b.Mul(b.Sub(b.Shape(g, start=2), b.ints([1] * n)), steps), b.ints([1] * n))
-    taps = []
-    for offset in itertools.product(*(range(k) for k in kernel)):
-        starts = [o * d for o, d in zip(offset, dilation)]
-        ends = b.Add(span, b.ints(starts)) if any(starts) else span
-        taps.append(b.Unsqueeze(b.Slice(x, b.ints(starts), ends, axes, steps), b.ints([2])))
-    stacked = taps[0] if len(taps) == 1 else b.Concat(*taps, axis=2)  # [N, C, K, *out]
-    cols = b.Reshape(stacked, b.ints([0, channels * size, -1]))  # [N, C*K, P]
-    rows = b.Transpose(b.Reshape(g, b.ints([0, outputs, -1])), perm=[0, 2, 1])  # [N, P, O]
-    total = b.reduce("ReduceSum", b.MatMul(cols, rows), [0], keepdims=False)  # [C*K, O]
-    return b.Reshape(b.Transpose(total, perm=[1, 0]), b.ints([outputs, channels, *kernel]))
+        moved = b.Pad(moved, b.ints([0, *pads[:n], 0, 0, *pads[n:], 0]))
+    sizes = [length + pads[i] + pads[n + i] for i, length in enumerate(x.shape[2:])]
+    strides = [math.prod(sizes[i + 1 :]) for i in range(n)]  # of the flattened padded positions
+    starts = np.zeros((), np.int64)
+    for o, s, m in zip(g.shape[2:], stride, strides):  # each output position's first tap
+        starts = np.add.outer(starts, np.arange(o, dtype=np.int64) * s * m)
+    offsets = np.zeros((), np.int64)
+    for k, d, m in zip(kernel, dilation, strides):  # each tap's offset from it
+        offsets = np.add.outer(offsets, np.arange(k, dtype=np.int64) * d * m)
+    # [P, K], from two small constants (onnxruntime folds the sum when it loads the model)
+    where = b.Add(b.const(starts.reshape(-1, 1), "int64"), b.const(offsets.reshape(1, -1), "int64"))
+    flat = b.Reshape(moved, b.ints([0, -1, channels]))  # [N, positions, C]
+    cols = b.Reshape(b.Gather(flat, where, axis=1), b.ints([-1, taps * channels]))  # [N*P, K*C]
+    # [O, N*P] on the left: cols as a transposed left operand (Gemm's transA) ran 1.2-1.7x slower
+    rows = b.Reshape(b.Transpose(g, perm=[1, 0, *range(2, n + 2)]), b.ints([outputs, -1]))
+    total = b.MatMul(rows, cols)  # [O, K*C]
+    shaped = b.Transpose(b.Reshape(total, b.ints([outputs, taps, channels])), perm=[0, 2, 1])
+    return b.Reshape(shaped, b.ints([outputs, channels, *kernel]))
 
 
 def _conv_weight_grad_conv(b, x, g, *, kernel, stride, padding, dilation, groups):

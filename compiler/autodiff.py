@@ -190,7 +190,7 @@ def _backward_graph(graph: Graph, training: bool) -> Graph:
             if gx is None or x.node not in needs or g.type_of(x).dtype not in FLOAT_DTYPES:
                 continue
             if tuple(gx.shape) != tuple(g.type_of(x).shape):  # broadcasting made gx larger
-                gx = d.apply("sum_to", gx, V(b, x))
+                gx = _sum_to(d, gx, V(b, x))
             add(x, gx)
         for local, gw in d.param_grads.items():
             name = node.param_name(local)  # a shared parameter sums the gradients of every use
@@ -206,6 +206,15 @@ def _backward_graph(graph: Graph, training: bool) -> Graph:
         if Value(name) in grads:
             g.outputs.append((f"grad.{name}", grads[Value(name)].value))
     return _without_dead_nodes(g)
+
+
+def _sum_to(d: Rules, gx: V, like: V) -> V:
+    """gx summed over the axes broadcasting made; a negation is applied after the sum, to
+    the small tensor (the subtrahend's gradient, -g, is often summed: batchnorm's mean)."""
+    node = d.b.graph.node(gx.value.node)
+    if node.op == "neg":
+        return -d.apply("sum_to", V(d.b, node.inputs[0]), like)
+    return d.apply("sum_to", gx, like)
 
 
 def attach_loss(graph: Graph, loss: str = "cross_entropy") -> Graph:

@@ -19,7 +19,7 @@ from netc.dsl.diagnostics import InternalError, Span
 
 from .ir import FLOAT_DTYPES, Graph, Node, TensorType, Value
 from .ops import REGISTRY, OpDef
-from .ops.registry import REQUIRED
+from .ops.registry import REQUIRED, fits
 
 
 @contextmanager
@@ -118,6 +118,10 @@ class Builder:
                 full[arg.name] = arg.default if arg.default is None or arg.check is None else arg.check(arg.default)
         if attrs:
             raise InternalError(f"{op} has no attributes {sorted(attrs)}")
+        if definition.pointwise:
+            spared = self._before_broadcast(op, values)
+            if spared is not None:
+                return spared
         origin = self.origin
         node = self.make(
             definition,
@@ -130,6 +134,25 @@ class Builder:
         )
         results = tuple(V(self, Value(node.name, i)) for i in range(len(node.outputs)))
         return results[0] if definition.n_outputs == 1 else results
+
+    def _before_broadcast(self, op: str, values: list[V]) -> V | None:
+        """A pointwise op with an operand `broadcast_like` made (a reduction's gradient)
+        works on that operand before its broadcast where the result is the same: against an
+        operand as large as the broadcast, the op broadcasts it itself; against one no larger
+        than the unbroadcast operand (a scale), the op runs on the small tensor and its
+        result is broadcast. Either way no full-size copy is written: batchnorm's gradient
+        wrote three a layer."""
+        for i, v in enumerate(values):
+            node = self.graph.node(v.value.node)
+            if node.op != "broadcast_like":
+                continue
+            small, other = V(self, node.inputs[0]), values[1 - i]
+            operands = (small, other) if i == 0 else (other, small)
+            if len(other.shape) == len(v.shape) and fits(v.shape, other.shape):
+                return self.apply(op, *operands)
+            if fits(other.shape, small.shape):
+                return self.apply("broadcast_like", self.apply(op, *operands), V(self, node.inputs[1]))
+        return None
 
     def constant(self, value, dtype: str) -> V:
         value = float(value) if dtype in FLOAT_DTYPES else int(value)

@@ -15,6 +15,7 @@ from .registry import (
     binary,
     broadcast,
     choice_arg,
+    fits,
     float_arg,
     int_arg,
     register,
@@ -156,23 +157,23 @@ DROPOUT = unary(
 # Operators: not callable by name from a spec, written as `a + b` etc.
 def _add_torch(t, a, b):
     for i, (target, other) in enumerate(((a, b), (b, a))):  # `y += skip`, as people write it
-        if t.inplace(i) and _fits(other.type.shape, target.type.shape):
+        if t.inplace(i) and fits(other.type.shape, target.type.shape):
             return t.augment(target, "+=", other)
     return f"{a} + {b}"
-
-
-def _fits(other, target) -> bool:
-    """`target += other` never broadcasts its left side: every size of `other` is provably
-    1 or the size of `target` it meets (N against M may differ at run time)."""
-    if len(other) > len(target):
-        return False
-    return all((isinstance(o, int) and o == 1) or D.equal(o, s) for o, s in zip(reversed(other), reversed(target)))
 
 
 # The backward of + - * / @ reads the inputs, never the output.
 ADD = binary("add", "+", "add", "Add", torch=_add_torch, grad_reads_output=False, grad=lambda d, g, y, a, b: (g, g))
 SUB = binary("sub", "-", "subtract", "Sub", grad_reads_output=False, grad=lambda d, g, y, a, b: (g, -g))
-MUL = binary("mul", "*", "multiply", "Mul", grad_reads_output=False, grad=lambda d, g, y, a, b: (g * b, g * a))
+
+
+def _mul_grad(d, g, y, a, b):
+    if a.value == b.value:  # x * x: one product, 2 g scaled first (g is often a broadcast row)
+        return (g * 2.0) * a, None
+    return g * b, g * a
+
+
+MUL = binary("mul", "*", "multiply", "Mul", grad_reads_output=False, grad=_mul_grad)
 
 
 def _div_infer(inputs, attrs):
@@ -204,6 +205,7 @@ DIV = register(
         onnx=_div_onnx,
         grad_reads_output=False,
         grad=lambda d, g, y, a, b: (g / b, -(g * y) / b),  # d(a/b)/db = -a/b^2 = -y/b
+        pointwise=True,
     )
 )
 NEG = unary(

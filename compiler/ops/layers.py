@@ -354,12 +354,18 @@ def _channel_shape(x, channels):
     return (channels,) + (1,) * (x.rank - 2)
 
 
-def _normalize(d, x, axes, eps):
-    """(x - mean) / sqrt(var + eps) over axes, the biased variance; and the mean and variance."""
+def _statistics(d, x, axes):
+    """x - mean and the biased variance over axes, and the mean."""
     mean = d.apply("mean", x, axes=axes, keepdim=True)
     centred = x - mean
-    var = d.apply("mean", centred * centred, axes=axes, keepdim=True)
-    return centred / d.apply("sqrt", var + eps), mean, var
+    return centred, mean, d.apply("mean", centred * centred, axes=axes, keepdim=True)
+
+
+def _normalize(d, x, axes, eps):
+    """(x - mean) / sqrt(var + eps) over axes, as a product with the reciprocal, computed on
+    the small statistics tensor: a full-size division's gradient takes three passes more."""
+    centred, _, var = _statistics(d, x, axes)
+    return centred * (1.0 / d.apply("sqrt", var + eps))
 
 
 def _batchnorm_train(d, x, *, eps, momentum):
@@ -374,9 +380,11 @@ def _batchnorm_train(d, x, *, eps, momentum):
         weight = d.apply("reshape", d.param("weight"), shape=shape)
         normalized = (x - mean) / d.apply("sqrt", var + eps)
         return normalized * weight + d.apply("reshape", d.param("bias"), shape=shape)
-    normalized, mean, var = _normalize(d, x, axes, eps)
-    weight = d.apply("reshape", d.param("weight"), shape=shape)
-    y = normalized * weight + d.apply("reshape", d.param("bias"), shape=shape)
+    centred, mean, var = _statistics(d, x, axes)
+    # weight / sqrt(var + eps) per channel first: one full-size product (and its gradient's
+    # two) where normalizing and then scaling took two (and five)
+    scale = d.apply("reshape", d.param("weight"), shape=shape) / d.apply("sqrt", var + eps)
+    y = centred * scale + d.apply("reshape", d.param("bias"), shape=shape)
     count = d.count(x, axes)
     unbiased = d.apply("reshape", var, shape=(channels,)) * (count / (count - 1.0))
     batch_mean = d.apply("reshape", mean, shape=(channels,))
@@ -386,13 +394,13 @@ def _batchnorm_train(d, x, *, eps, momentum):
 
 
 def _layernorm_train(d, x, *, dims, eps):
-    normalized, _, _ = _normalize(d, x, tuple(range(x.rank - dims, x.rank)), eps)
+    normalized = _normalize(d, x, tuple(range(x.rank - dims, x.rank)), eps)
     return normalized * d.param("weight") + d.param("bias")
 
 
 def _groupnorm_train(d, x, *, groups, eps):
     grouped = d.apply("reshape", x, shape=(x.shape[0], groups, -1))
-    normalized = d.apply("reshape_like", _normalize(d, grouped, (2,), eps)[0], x)
+    normalized = d.apply("reshape_like", _normalize(d, grouped, (2,), eps), x)
     shape = _channel_shape(x, x.shape[1])
     weight = d.apply("reshape", d.param("weight"), shape=shape)
     return normalized * weight + d.apply("reshape", d.param("bias"), shape=shape)

@@ -86,6 +86,9 @@ class OpDef:
     train: Callable | None = None
     hidden: bool = False  # internal to the compiler (the backward graph's ops): specs cannot call it
     factor: str = ""  # an element-wise function's gradient factor, as LANGUAGE.md writes it
+    # An element-wise binary op with NumPy broadcasting (+ - * /): the builder may give it an
+    # operand before `broadcast_like` spread it, since the op broadcasts it the same way.
+    pointwise: bool = False
     # The error for more positional arguments than the op takes, where a PyTorch habit
     # explains them (`batchnorm(64)`: the channels come from the input); "" for the plain one.
     too_many: str = ""
@@ -321,6 +324,15 @@ def positive(op: str, d: DimLike, what: str, notes=()) -> DimLike:
     return d
 
 
+def fits(other: tuple, target: tuple) -> bool:
+    """Broadcasting `other` against `target` gives target's shape (`target += other` never
+    broadcasts its left side): every size of `other` is provably 1 or the size of `target`
+    it meets (N against M may differ at run time)."""
+    if len(other) > len(target):
+        return False
+    return all((isinstance(o, int) and o == 1) or D.equal(o, s) for o, s in zip(reversed(other), reversed(target)))
+
+
 def broadcast(a: tuple, b: tuple) -> tuple | None:
     """NumPy broadcasting; None where a mismatch is provable (see `broadcast_dim`)."""
     out = []
@@ -419,6 +431,7 @@ def binary(name: str, symbol: str, verb: str, onnx: str, doc: str = "", **rules)
             doc=doc or f"a {symbol} b",
             torch=to_torch,
             onnx=lambda b, x, y: b.op(onnx, x, y),
+            pointwise=True,
             **rules,
         )
     )

@@ -611,9 +611,10 @@ def emit(graph: Graph, weights: dict, opset: int = DEFAULT_OPSET, optimize: bool
     return model
 
 
-def emit_backward(graph: Graph, opset: int = DEFAULT_OPSET, training: bool = True) -> OnnxModel:
+def emit_backward(graph: Graph, opset: int = DEFAULT_OPSET, training: bool = True, inputs: bool = True) -> OnnxModel:
     """The training model: the training forward and the backward graph (compiler/autodiff.py),
-    every parameter and buffer an input, so that they can change at every step."""
+    every parameter and buffer an input, so that they can change at every step; with
+    `inputs` False, without the inputs' gradients."""
     from netc.compiler.autodiff import backward_graph
 
     check_opset(opset)
@@ -624,7 +625,7 @@ def emit_backward(graph: Graph, opset: int = DEFAULT_OPSET, training: bool = Tru
         if local != "num_batches_tracked"  # torch counts steps; nothing computes with it
         and local not in node.shared
     }
-    emitter = OnnxEmitter(backward_graph(graph, training), {}, opset, parameters)
+    emitter = OnnxEmitter(backward_graph(graph, training, inputs), {}, opset, parameters)
     return OnnxModel(emitter.model(), {})
 
 

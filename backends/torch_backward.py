@@ -158,12 +158,13 @@ def _safe(text: str) -> str:
     return re.sub(r"[^\w.\-]", "_", text)
 
 
-def backward_source(graph: Graph) -> str:
-    """The `backward` function of a forward graph, as Python source (needs `torch`, `F`)."""
-    return _Flat(backward_graph(graph)).source()
+def backward_source(graph: Graph, inputs: bool = True) -> str:
+    """The `backward` function of a forward graph, as Python source (needs `torch`, `F`);
+    `inputs` False: without the inputs' gradients (`autodiff.backward_graph`)."""
+    return _Flat(backward_graph(graph, inputs=inputs)).source()
 
 
-def torch_source_with_backward(graph: Graph, source_file: str | None = None) -> str:
+def torch_source_with_backward(graph: Graph, source_file: str | None = None, inputs: bool = True) -> str:
     """The network's module source (backends/torch.py) with its `backward` function after it."""
     from .torch import torch_source
 
@@ -172,4 +173,4 @@ def torch_source_with_backward(graph: Graph, source_file: str | None = None) -> 
     imports = [line for line in ("import torch", "import torch.nn.functional as F") if line + "\n" not in source]
     if imports:
         rest = "\n".join(imports) + "\n" + rest
-    return f"{head}\n\n{rest}\n\n{backward_source(graph)}"
+    return f"{head}\n\n{rest}\n\n{backward_source(graph, inputs)}"

@@ -58,16 +58,27 @@ class CompiledNetwork:
         return load_weights(weights, self.graph)
 
     def onnx(
-        self, opset=18, weights=None, seed: int = 0, optimize: bool = True, backward=False, loss=None, training=True
+        self,
+        opset=18,
+        weights=None,
+        seed: int = 0,
+        optimize: bool = True,
+        backward=False,
+        loss=None,
+        training=True,
+        input_grads=True,
     ):
         """The inference model as an `onnx.ModelProto` (see `weights` for the weights); with
         `backward`, the training model: the forward outputs and every gradient, parameters
         and buffers as inputs (see docs/backward.md); `loss` ("cross_entropy" or "mse")
-        attaches a loss to the outputs first (`autodiff.attach_loss`). An opset outside what
+        attaches a loss to the outputs first (`autodiff.attach_loss`); `input_grads` False
+        leaves out the inputs' gradients (and what only they need). An opset outside what
         the installed onnx and onnxruntime support raises ValueError."""
-        return self.onnx_model(opset, weights, seed, optimize, backward, loss, training).to_proto()
+        return self.onnx_model(opset, weights, seed, optimize, backward, loss, training, input_grads).to_proto()
 
-    def onnx_model(self, opset=18, weights=None, seed=0, optimize=True, backward=False, loss=None, training=True):
+    def onnx_model(
+        self, opset=18, weights=None, seed=0, optimize=True, backward=False, loss=None, training=True, input_grads=True
+    ):
         """The same model as a `netc.backends.onnx.OnnxModel`, whose weights stay numpy
         arrays until `.save(path)` writes them (the fast way to a file); fresh weights
         (`weights=None`) are not drawn until then (`weights.Planned`)."""
@@ -77,7 +88,7 @@ class CompiledNetwork:
         if backward:
             from .autodiff import attach_loss
 
-            return emit_backward(attach_loss(self.graph, loss) if loss else self.graph, opset, training)
+            return emit_backward(attach_loss(self.graph, loss) if loss else self.graph, opset, training, input_grads)
         if weights is None:
             from .weights import Drawing
 

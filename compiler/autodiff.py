@@ -127,19 +127,22 @@ def training_forward(graph: Graph, training: bool = True) -> tuple[Graph, list[s
     return new, extra_inputs, extra_outputs
 
 
-def backward_graph(graph: Graph, training: bool = True) -> Graph:
+def backward_graph(graph: Graph, training: bool = True, inputs: bool = True) -> Graph:
     """The training forward and its backward graph in one graph (see the module docstring);
-    with `training` False, of the inference forward (`training_forward`)."""
+    with `training` False, of the inference forward (`training_forward`). With `inputs`
+    False, the parameters' gradients only: no `grad.<input>`, and nothing computed that
+    only the inputs' gradients need (the first convolution's input gradient), as an SGD
+    step wants."""
     with gc_paused():
-        return _backward_graph(graph, training)
+        return _backward_graph(graph, training, inputs)
 
 
-def _backward_graph(graph: Graph, training: bool) -> Graph:
+def _backward_graph(graph: Graph, training: bool, inputs: bool) -> Graph:
     g, _, next_outputs = training_forward(graph, training)
     forward_nodes = g.nodes()
     b = Builder(g)
     b.prefix = "grad."
-    needs = _needs_grad(g)
+    needs = _needs_grad(g, inputs)
     grads: dict[Value, V] = {}
 
     def add(value: Value, gradient: V):
@@ -202,7 +205,7 @@ def _backward_graph(graph: Graph, training: bool) -> Graph:
             name = node.param_name(local)
             if name in param_grads:
                 g.outputs.append((f"grad.{name}", param_grads[name].value))
-    for name in graph.inputs:
+    for name in graph.inputs if inputs else ():
         if Value(name) in grads:
             g.outputs.append((f"grad.{name}", grads[Value(name)].value))
     return _without_dead_nodes(g)
@@ -268,12 +271,13 @@ def _without_dead_nodes(g: Graph) -> Graph:
     return g
 
 
-def _needs_grad(g: Graph) -> set[str]:
-    """Nodes on a path from a differentiable leaf (a float input, a parameter, a layer
-    with parameters) to an output."""
+def _needs_grad(g: Graph, inputs: bool = True) -> set[str]:
+    """Nodes on a path from a differentiable leaf (a float input unless `inputs` is False,
+    a parameter, a layer with parameters) to an output."""
     depends: set[str] = set()
+    leaves = ("input", "parameter") if inputs else ("parameter",)
     for node in g.nodes():
-        leaf = (node.op in ("input", "parameter") and node.outputs[0].dtype in FLOAT_DTYPES) or bool(node.params)
+        leaf = (node.op in leaves and node.outputs[0].dtype in FLOAT_DTYPES) or bool(node.params)
         if leaf or any(v.node in depends for v in node.inputs):
             depends.add(node.name)
     reach: set[str] = set()

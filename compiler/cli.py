@@ -61,6 +61,11 @@ def _parser() -> argparse.ArgumentParser:
         choices=["cross_entropy", "mse"],
         help="with --backward: attach this loss to the outputs (labels or targets become inputs)",
     )
+    compile_.add_argument(
+        "--no-input-grads",
+        action="store_true",
+        help="with --backward: the parameters' gradients only, as an SGD step needs (no grad.<input>)",
+    )
     compile_.add_argument("--max-nodes", type=_positive, default=1_000_000, help=argparse.SUPPRESS)
     compile_.add_argument("--max-depth", type=_positive, default=64, help=argparse.SUPPRESS)
     _limit_flags(compile_)
@@ -277,7 +282,7 @@ def _onnx_model(compiled, args):
         raise UsageError("a training model (--backward) takes its weights as inputs: drop --weights and --seed")
     try:
         if args.backward:
-            return compiled.onnx_model(**opset, backward=True, loss=args.loss)
+            return compiled.onnx_model(**opset, backward=True, loss=args.loss, input_grads=not args.no_input_grads)
         return compiled.onnx_model(**opset, weights=args.weights, seed=args.seed or 0, optimize=not args.no_optimize)
     except ValueError as exc:
         from netc.backends.onnx import OpsetError
@@ -296,7 +301,7 @@ def _torch_source(compiled, args) -> str:
             from .autodiff import attach_loss
 
             graph = attach_loss(graph, args.loss)
-        return torch_source_with_backward(graph, compiled.file)
+        return torch_source_with_backward(graph, compiled.file, inputs=not args.no_input_grads)
     return compiled.torch_source()
 
 
@@ -331,9 +336,10 @@ def _compile(args) -> int:
             flag = "--" + other.replace("_", "-")
             print(f"netc: error: {flag} does not apply to --target {args.target}", file=sys.stderr)
             return EXIT_USAGE
-    if args.loss and not args.backward:
-        print("netc: error: --loss goes with --backward", file=sys.stderr)
-        return EXIT_USAGE
+    for flag, given in (("--loss", args.loss), ("--no-input-grads", args.no_input_grads)):
+        if given and not args.backward:
+            print(f"netc: error: {flag} goes with --backward", file=sys.stderr)
+            return EXIT_USAGE
     if target.binary and args.output is None and sys.stdout.isatty():
         print(f"netc: error: --target {args.target} makes a binary file: give -o FILE", file=sys.stderr)
         return EXIT_USAGE

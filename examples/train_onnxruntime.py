@@ -58,7 +58,8 @@ class Trainer:
 
         compiled = compile_file(spec)
         self.parameters = compiled.weights(weights, seed)
-        model = compiled.onnx(backward=True, loss="cross_entropy")
+        # input_grads=False: SGD moves the parameters only, so grad.pixels is not computed
+        model = compiled.onnx(backward=True, loss="cross_entropy", input_grads=False)
         options = ort.SessionOptions()
         options.intra_op_num_threads = 2
         self.session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])

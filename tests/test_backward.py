@@ -245,3 +245,59 @@ def test_a_gradient_netc_cannot_derive_is_a_located_error():
     proc = run_netc("grad", ROOT / "tests" / "specs" / "symbolic_vision.net")
     assert proc.returncode == 1 and "adaptive_avgpool2d" in proc.stderr and "Traceback" not in proc.stderr
     assert "symbolic_vision.net:" in proc.stderr
+
+
+def test_without_input_gradients_the_parameters_get_the_same_gradients(tmp_path):
+    """--no-input-grads (input_grads=False): no grad.<input>, and the first convolution's
+    input gradient, which only grad.<input> needs, is not computed; every parameter's
+    gradient is the full model's."""
+    import onnxruntime as ort
+
+    spec = """network n(x: [N, 3, 8, 8]) {
+    h = x -> conv2d(4, kernel=3, padding=1) -> batchnorm -> relu -> conv2d(4, kernel=3, padding=1)
+    return h -> flatten -> linear(5)
+}
+"""
+    compiled = compile_string(spec)
+    graph = attach_loss(compiled.graph, "cross_entropy")
+    full, lean = backward_graph(graph), backward_graph(graph, inputs=False)
+    assert [n for n, _ in full.outputs if n not in dict(lean.outputs)] == ["grad.x"]
+    assert sum(n.op == "conv_input_grad" for n in full.nodes()) == 2
+    assert sum(n.op == "conv_input_grad" for n in lean.nodes()) == 1
+    rng = np.random.default_rng(0)
+    feeds = {"x": rng.standard_normal((2, 3, 8, 8), dtype=np.float32), "output_0_labels": np.array([1, 4])}
+    feeds.update({k: v for k, v in compiled.weights(seed=0).items()})
+    results = []
+    for input_grads in (True, False):
+        model = compiled.onnx(backward=True, loss="cross_entropy", input_grads=input_grads)
+        session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        values = {i.name: feeds[i.name] for i in session.get_inputs()}
+        results.append(dict(zip([o.name for o in session.get_outputs()], session.run(None, values))))
+    assert set(results[0]) - set(results[1]) == {"grad.x"}
+    for name, value in results[1].items():
+        np.testing.assert_array_equal(value, results[0][name], err_msg=name)
+    path = tmp_path / "n.net"
+    path.write_text(spec)
+    proc = run_netc("compile", path, "--target", "onnx", "--backward", "--no-input-grads", "-o", tmp_path / "g.onnx")
+    assert proc.returncode == 0, proc.stderr
+    assert "grad.x" not in {o.name for o in onnx.load(tmp_path / "g.onnx").graph.output}
+    source = run_netc("compile", path, "--target", "torch", "--backward", "--no-input-grads").stdout
+    assert "grad.linear_0.weight" in source and "grad.x" not in source
+    assert '"grad.x"' in run_netc("compile", path, "--target", "torch", "--backward").stdout
+    refused = run_netc("compile", path, "--target", "onnx", "--no-input-grads", "-o", tmp_path / "f.onnx")
+    assert refused.returncode == 2 and "--no-input-grads goes with --backward" in refused.stderr
+
+
+def test_batchnorm_gradient_writes_few_full_size_tensors():
+    """batchnorm's training gradient, built from primitives, writes five tensors of the
+    input's size (the per-channel arithmetic runs on [1, C, 1, 1] tensors: the builder
+    scales a reduction's gradient before broadcasting it, and never materializes a
+    broadcast a pointwise op would do itself); the forward writes four."""
+    spec = "network n(x: [8, 4, 6, 6]) {\n  return x -> batchnorm\n}\n"
+    graph = backward_graph(compile_string(spec).graph)
+    full = [n for n in graph.nodes() if n.op not in ("input", "parameter") and n.outputs[0].shape == (8, 4, 6, 6)]
+    forward = [n.op for n in full if not n.name.startswith("grad.")]
+    backward = [n.op for n in full if n.name.startswith("grad.")]
+    assert sorted(forward) == ["add", "mul", "mul", "sub"], forward
+    assert sorted(backward) == ["add", "add", "mul", "mul", "mul"], backward
+    assert not any(n.op == "broadcast_like" for n in graph.nodes())

@@ -207,3 +207,24 @@ def test_refused_gradients_name_the_call(body, signature, words):
     diagnostic = caught.value.diagnostic
     assert diagnostic.code == "grad" and words in diagnostic.message
     assert diagnostic.span is not None and diagnostic.span.line == 2
+
+
+@pytest.mark.parametrize("lowering", ["gathered", "conv"])
+@pytest.mark.parametrize(
+    "row", [r for r in ROWS if r.body.startswith(("conv1d", "conv2d")) and "groups" not in r.body], ids=lambda r: r.id
+)
+def test_both_onnx_weight_gradient_lowerings_match_autograd(row, lowering, monkeypatch):
+    """An ungrouped convolution's weight gradient has two ONNX lowerings, chosen by the
+    input's channels and size (ops/internal.py `_conv_weight_grad_onnx`): the rows' 4
+    channels pick the Conv, so each row runs here with each lowering forced."""
+    from netc.compiler.ops import internal
+
+    monkeypatch.setattr(internal, "_GATHER_MIN_CHANNELS", 1 if lowering == "gathered" else 10**9)
+    compiled, module, tensors, seeds = _setup(row)
+    model = emit_backward(compiled.graph).to_proto()
+    gathered = any(n.op_type == "Gather" for n in model.graph.node)
+    static = not row.sizes
+    assert gathered == (lowering == "gathered" and static)
+    want = autograd(compiled, copy.deepcopy(module), tensors, seeds)
+    feeds = feeds_for(compiled, tensors, seeds, {})
+    compare(onnx_gradients(compiled.graph, module, feeds), want, 1e-4, 1e-5, f"onnxruntime, {lowering}")

@@ -155,7 +155,8 @@ def _backward_graph(graph: Graph, training: bool, inputs: bool) -> Graph:
             continue
         if t.rank == 0:
             b.origin = g.node(value.node)
-            add(value, b.constant(1.0, t.dtype))
+            # a tensor, not a number: the torch backward calls tensor methods on it
+            add(value, b.apply("constant_tensor", V(b, value), value=1.0))
         else:
             seed = f"seed.{name}"
             b.make("input", [], {"type": t}, seed)

@@ -301,3 +301,13 @@ def test_batchnorm_gradient_writes_few_full_size_tensors():
     assert sorted(forward) == ["add", "mul", "mul", "sub"], forward
     assert sorted(backward) == ["add", "add", "mul", "mul", "mul"], backward
     assert not any(n.op == "broadcast_like" for n in graph.nodes())
+
+
+def test_a_scalar_output_without_a_loss_seeds_both_emissions():
+    """A network whose output is a scalar (no loss attached) is seeded with 1: a tensor,
+    so the torch backward's tensor methods apply to it (a Python 1.0 had no .reshape)."""
+    compiled = compile_string("network t(x: [2, 4, 3]) {\n  return sum(x, (0, 1, 2))\n}\n")
+    module = compiled.torch().train()
+    feeds = {"x": np.ones((2, 4, 3), np.float32)}
+    for run in (torch_gradients, onnx_gradients):
+        np.testing.assert_array_equal(np.asarray(run(compiled.graph, module, feeds)["grad.x"]), np.ones((2, 4, 3)))

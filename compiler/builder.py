@@ -103,6 +103,10 @@ class Builder:
         """`op(*inputs, **attrs)` with the signature's defaults; numbers among the inputs
         become 0-d constants of the first tensor's dtype. Returns a V, or a tuple of V."""
         definition = REGISTRY[op]
+        if definition.unit is not None and len(inputs) == 2:
+            for x, other in (inputs, inputs[::-1]):
+                if isinstance(other, V) and not isinstance(x, V) and x == definition.unit:
+                    return other  # a number broadcasts to the other operand's shape: x * 1 is x
         tensors = [x for x in inputs if isinstance(x, V)]
         dtype = tensors[0].dtype if tensors else "float32"
         values = [x if isinstance(x, V) else self.constant(x, dtype) for x in inputs]

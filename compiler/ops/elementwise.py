@@ -173,7 +173,7 @@ def _mul_grad(d, g, y, a, b):
     return g * b, g * a
 
 
-MUL = binary("mul", "*", "multiply", "Mul", grad_reads_output=False, grad=_mul_grad)
+MUL = binary("mul", "*", "multiply", "Mul", grad_reads_output=False, grad=_mul_grad, unit=1.0)
 
 
 def _div_infer(inputs, attrs):

@@ -362,7 +362,7 @@ def _conv_weight_grad_onnx(b, x, g, *, kernel, stride, padding, dilation, groups
     )
 
 
-_PATCHES_PER_SAMPLE = 4_000_000  # resnet18 at 224x224 needs 1.8M at most (stage 1, and the 7x7 stem)
+_PATCHES_PER_SAMPLE = 4_000_000  # resnet18 at 224x224 needs 1.8M at most (stage 0: 64 channels x 9 taps x 56 x 56)
 # Measured at 3 channels (the Conv is faster) and 64 (the Gather is); 16 floats fill a cache line.
 _GATHER_MIN_CHANNELS = 16
 

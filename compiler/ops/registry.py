@@ -89,6 +89,10 @@ class OpDef:
     # An element-wise binary op with NumPy broadcasting (+ - * /): the builder may give it an
     # operand before `broadcast_like` spread it, since the op broadcasts it the same way.
     pointwise: bool = False
+    # The number that leaves the other operand unchanged (mul's 1): the builder makes no node
+    # for it. A rule's factor is often exactly 1 (a mean over size-1 axes), and onnxruntime
+    # 1.32's NoopElimination drops such a Mul in a chain of two, leaving an input dangling.
+    unit: float | None = None
     # The error for more positional arguments than the op takes, where a PyTorch habit
     # explains them (`batchnorm(64)`: the channels come from the input); "" for the plain one.
     too_many: str = ""

@@ -627,10 +627,7 @@ def _reduction_grad(mean):
             reduced = {a % x.rank for a in axes}
             g = d.apply("reshape", g, shape=tuple(1 if i in reduced else n for i, n in enumerate(x.shape)))
         spread = d.apply("broadcast_like", g, x)
-        factor = d.mean_factor(x, axes) if mean else 1.0
-        # No product by 1 (a mean over size-1 axes): onnxruntime 1.32's NoopElimination
-        # drops such a Mul in a chain of two and leaves its consumer's input dangling.
-        return spread if isinstance(factor, float) and factor == 1.0 else spread * factor
+        return spread * d.mean_factor(x, axes) if mean else spread
 
     return grad
 

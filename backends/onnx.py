@@ -175,6 +175,12 @@ class Lowering:
         values = [Val(r) for r in results]
         return values[0] if outputs == 1 else tuple(values)
 
+    @property
+    def trains(self) -> bool:
+        """Whether this is a training model: its parameters are graph inputs, which
+        onnxruntime cannot pre-pack as it does constant weights."""
+        return self.emitter.parameters is not None
+
     # -- weights and constants
     def param(self, local: str) -> Val:
         """The node's parameter or buffer: an initializer, or in a training model an input

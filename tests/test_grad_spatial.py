@@ -66,6 +66,10 @@ ROWS = [
     Row("conv2d(x, 8, kernel=3, stride=2, groups=4, bias=false)"),  # depthwise, multiplier 2
     Row("conv2d(x, 6, kernel=3, stride=2, padding=1, groups=2)", "x: [N, 4, H, W]", {"N": 2, "H": 9, "W": 8}),
     Row('conv2d(x, 6, kernel=4, padding="same")', "x: [N, 4, H, W]", {"N": 2, "H": 7, "W": 6}),
+    # stride 2 whose padded height (10) the stride divides: the batch-tiled Conv can take it;
+    # a 1x1 kernel narrower than its stride cannot
+    Row("conv2d(x, 6, kernel=3, stride=2, padding=1)", "x: [2, 4, 8, 8]"),
+    Row("conv2d(x, 6, kernel=1, stride=2, bias=false)", "x: [2, 4, 8, 8]"),
     # conv1d
     Row("conv1d(x, 6, kernel=3, stride=2, padding=1)", "x: [2, 4, 11]"),
     Row('conv1d(x, 8, kernel=4, padding="same", dilation=2, groups=2, bias=false)', "x: [2, 4, 11]"),
@@ -231,3 +235,63 @@ def test_both_onnx_weight_gradient_lowerings_match_autograd(row, lowering, monke
     want = autograd(compiled, copy.deepcopy(module), tensors, seeds)
     feeds = feeds_for(compiled, tensors, seeds, {})
     compare(onnx_gradients(compiled.graph, module, feeds), want, 1e-4, 1e-5, f"onnxruntime, {lowering}")
+
+
+def _tiled_convs(model) -> int:
+    """Conv nodes reading a batch laid along one tall image (convolution.py `_tiled`)."""
+    from onnx import numpy_helper
+
+    made = {out: n for n in model.graph.node for out in n.output}
+
+    def tall(value) -> bool:  # Reshape(., [1, C, -1, ...])
+        node = made.get(value)
+        if node is None or node.op_type != "Reshape" or made[node.input[1]].op_type != "Constant":
+            return False
+        shape = numpy_helper.to_array(made[node.input[1]].attribute[0].t).tolist()
+        return shape[0] == 1 and shape[2] == -1
+
+    return sum(1 for n in model.graph.node if n.op_type == "Conv" and tall(n.input[0]))
+
+
+# The static ungrouped rows with a Conv the batch can be tiled for: stride 1, or a stride
+# that divides the padded height, with a kernel at least as tall as the stride. The dx of a
+# conv_transpose2d is a Conv of g (18 rows here) at the transpose's stride.
+_TILEABLE = {
+    "conv2d(x, 6, kernel=3)",
+    'conv2d(x, 6, kernel=3, padding="same")',
+    'conv2d(x, 6, kernel=4, padding="same", bias=false)',
+    'conv2d(x, 6, kernel=(2, 3), padding="same", dilation=2)',
+    "conv2d(x, 6, kernel=3, stride=2, padding=1)",
+    "conv_transpose2d(x, 6, kernel=2, stride=2)",
+    "conv_transpose2d(x, 6, kernel=3, stride=2, padding=1, output_padding=1, bias=false)",
+}
+
+
+@pytest.mark.parametrize("flip", [True, False], ids=["flipped-conv", "conv-transpose"])
+@pytest.mark.parametrize("tile", [True, False], ids=["tiled", "plain"])
+@pytest.mark.parametrize("row", [r for r in ROWS if r.body.startswith("conv")], ids=lambda r: r.id)
+def test_every_onnx_convolution_lowering_matches_autograd(row, tile, flip, monkeypatch):
+    """A training model's convolutions have more than one ONNX lowering, chosen by size
+    (ops/convolution.py: the batch tiled into one image where images are small;
+    ops/internal.py `_conv_input_grad_onnx`: a stride-1 input gradient as a Conv with the
+    kernel flipped where images are large). The rows' small images pick one of each, so
+    each row runs here with each choice forced, and the forced one is checked to be used
+    where it applies."""
+    from netc.compiler.ops import convolution, internal
+
+    monkeypatch.setattr(convolution, "_TILE_MAX_POSITIONS", 10**9 if tile else 0)
+    monkeypatch.setattr(internal, "_FLIP_MIN_POSITIONS", 0 if flip else 10**9)
+    compiled, module, tensors, seeds = _setup(row)
+    model = emit_backward(compiled.graph).to_proto()
+    ops = [n.op_type for n in model.graph.node]
+    plain_conv = row.body.startswith(("conv1d", "conv2d"))
+    ungrouped_static = "groups" not in row.body and not row.sizes
+    tiles = tile and ungrouped_static and row.body in _TILEABLE
+    assert (_tiled_convs(model) > 0) == tiles
+    if plain_conv and flip and ungrouped_static and "stride" not in row.body:
+        assert "ConvTranspose" not in ops
+    elif plain_conv and not flip:
+        assert "ConvTranspose" in ops
+    want = autograd(compiled, copy.deepcopy(module), tensors, seeds)
+    feeds = feeds_for(compiled, tensors, seeds, {})
+    compare(onnx_gradients(compiled.graph, module, feeds), want, 1e-4, 1e-5, f"onnxruntime, tile={tile} flip={flip}")

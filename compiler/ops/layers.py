@@ -190,10 +190,20 @@ def same_pads(kernel, dilation) -> list[int]:
 
 
 def _conv_onnx(b, x, *, out, kernel, stride, padding, dilation, groups, bias):
+    from .convolution import onnx_conv
+
     pads = same_pads(kernel, dilation) if padding == "same" else list(padding) * 2
-    weights = [b.param("weight")] + ([b.param("bias")] if bias else [])
-    return b.Conv(
-        x, *weights, kernel_shape=list(kernel), strides=list(stride), pads=pads, dilations=list(dilation), group=groups
+    return onnx_conv(
+        b,
+        x,
+        b.param("weight"),
+        b.param("bias") if bias else None,
+        channels=out,
+        kernel=kernel,
+        strides=stride,
+        pads=pads,
+        dilations=dilation,
+        group=groups,
     )
 
 

@@ -237,8 +237,8 @@ def test_both_onnx_weight_gradient_lowerings_match_autograd(row, lowering, monke
     compare(onnx_gradients(compiled.graph, module, feeds), want, 1e-4, 1e-5, f"onnxruntime, {lowering}")
 
 
-def _tiled_convs(model) -> int:
-    """Conv nodes reading a batch laid along one tall image (convolution.py `_tiled`)."""
+def _tiled_convs(model, op: str = "Conv") -> int:
+    """`op` nodes reading a batch laid along one tall image (convolution.py)."""
     from onnx import numpy_helper
 
     made = {out: n for n in model.graph.node for out in n.output}
@@ -250,7 +250,7 @@ def _tiled_convs(model) -> int:
         shape = numpy_helper.to_array(made[node.input[1]].attribute[0].t).tolist()
         return shape[0] == 1 and shape[2] == -1
 
-    return sum(1 for n in model.graph.node if n.op_type == "Conv" and tall(n.input[0]))
+    return sum(1 for n in model.graph.node if n.op_type == op and tall(n.input[0]))
 
 
 # The static ungrouped rows with a Conv the batch can be tiled for: stride 1, or a stride
@@ -272,9 +272,10 @@ _TILEABLE = {
 @pytest.mark.parametrize("row", [r for r in ROWS if r.body.startswith("conv")], ids=lambda r: r.id)
 def test_every_onnx_convolution_lowering_matches_autograd(row, tile, flip, monkeypatch):
     """A training model's convolutions have more than one ONNX lowering, chosen by size
-    (ops/convolution.py: the batch tiled into one image where images are small;
-    ops/internal.py `_conv_input_grad_onnx`: a stride-1 input gradient as a Conv with the
-    kernel flipped where images are large). The rows' small images pick one of each, so
+    (ops/convolution.py: the batch tiled into one image where images are small, for the
+    Conv and for a stride-1 input gradient's ConvTranspose; ops/internal.py
+    `_conv_input_grad_onnx`: a stride-1 input gradient as a Conv with the kernel flipped
+    where images are large). The rows' small images pick one of each, so
     each row runs here with each choice forced, and the forced one is checked to be used
     where it applies."""
     from netc.compiler.ops import convolution, internal
@@ -288,10 +289,12 @@ def test_every_onnx_convolution_lowering_matches_autograd(row, tile, flip, monke
     ungrouped_static = "groups" not in row.body and not row.sizes
     tiles = tile and ungrouped_static and row.body in _TILEABLE
     assert (_tiled_convs(model) > 0) == tiles
-    if plain_conv and flip and ungrouped_static and "stride" not in row.body:
+    stride_1 = plain_conv and ungrouped_static and "stride" not in row.body
+    if stride_1 and flip:
         assert "ConvTranspose" not in ops
     elif plain_conv and not flip:
         assert "ConvTranspose" in ops
+        assert (_tiled_convs(model, "ConvTranspose") > 0) == (stride_1 and tile)
     want = autograd(compiled, copy.deepcopy(module), tensors, seeds)
     feeds = feeds_for(compiled, tensors, seeds, {})
     compare(onnx_gradients(compiled.graph, module, feeds), want, 1e-4, 1e-5, f"onnxruntime, tile={tile} flip={flip}")

@@ -1,6 +1,7 @@
 """ONNX lowerings of a convolution shared by conv1d/conv2d, the internal `convolve` and a
-convolution's input gradient: `onnx_conv` emits Conv(x, w[, bias]) in the form onnxruntime
-runs fastest on a CPU. Its result equals the plain Conv's; only the nodes differ.
+convolution's input gradient: `onnx_conv` emits Conv(x, w[, bias]) and `onnx_conv_adjoint`
+a stride-1 ConvTranspose, each in the form onnxruntime runs fastest on a CPU. Their
+results equal the plain node's; only the nodes differ.
 
 Why a choice at all: in a training model the weights are graph inputs, so onnxruntime's
 NCHWc kernels (which reorder constant weights when the model loads) do not apply, and its
@@ -79,4 +80,31 @@ def _tiled(b, x, w, bias, *, channels, out, kernel, strides, pads, dilations):
     images = b.Reshape(y, b.ints([channels, -1, rows, *out[1:]]))  # [O, N, S1p / s, ...]
     if rows != out[0]:
         images = b.Slice(images, b.ints([0]), b.ints([out[0]]), b.ints([2]))
+    return b.Transpose(images, perm=swap)
+
+
+def onnx_conv_adjoint(b, g, w, *, channels, sizes, kernel, pads, dilations):
+    """The input gradient of a stride-1 ungrouped convolution whose input had spatial
+    `sizes`: ConvTranspose(g, w) with the forward's `pads`, producing `channels` channels.
+    Where the forward would be tiled, so is this (its adjoint: g's images stacked with the
+    rows the forward dropped as zeros, each image's interior taken back out); else None,
+    for the caller's own lowering."""
+    kernel, pads, dilations = list(kernel), list(pads), list(dilations)
+    n = len(kernel)
+    if not b.trains or not all(isinstance(d, int) for d in sizes):
+        return None
+    padded = [length + pads[i] + pads[n + i] for i, length in enumerate(sizes)]
+    out = [p - d * (k - 1) for p, k, d in zip(padded, kernel, dilations)]
+    if math.prod(out) > _TILE_MAX_POSITIONS or min(out) < 1:
+        return None
+    swap = [1, 0, *range(2, n + 2)]
+    moved = b.Transpose(g, perm=swap)  # [O, N, out1, ...]
+    moved = b.Pad(moved, b.ints([0] * (n + 2) + [0, 0, padded[0] - out[0]] + [0] * (n - 1)))
+    tall = b.Reshape(moved, b.ints([1, g.shape[1], -1, *out[1:]]))
+    end = dilations[0] * (kernel[0] - 1)
+    y = b.ConvTranspose(tall, w, kernel_shape=kernel, pads=[0] * n + [end] + [0] * (n - 1), dilations=dilations)
+    images = b.Reshape(y, b.ints([channels, -1, *padded]))  # [C, N, S1p, ...]
+    if any(pads):
+        ends = [padded[i] - pads[n + i] for i in range(n)]
+        images = b.Slice(images, b.ints(pads[:n]), b.ints(ends), b.ints(range(2, n + 2)))
     return b.Transpose(images, perm=swap)

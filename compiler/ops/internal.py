@@ -14,7 +14,7 @@ from netc.dsl.diagnostics import InternalError
 
 from .. import dims as D
 from ..ir import FLOAT_DTYPES, TensorType
-from .convolution import onnx_conv
+from .convolution import onnx_conv, onnx_conv_adjoint
 from .layers import conv_length, same_pads
 from .registry import (
     Arg,
@@ -301,8 +301,9 @@ def _conv_input_grad_onnx(b, g, w, like, *, stride, padding, dilation, groups):
     ConvTranspose, 14 as a Conv, and its 28x28 ones 14 and 12. Flipping the weight is a pass
     over it, slow in onnxruntime (a Slice with step -1 and a Transpose of a 512x512x3x3
     weight took 7 ms, as long as the gain), so images of fewer than `_FLIP_MIN_POSITIONS`
-    positions, whose weights are the large ones, keep the ConvTranspose. So do strides,
-    groups, symbolic sizes and pads wider than the kernel's span."""
+    positions, whose weights are the large ones, keep the ConvTranspose, tiled across the
+    batch where the forward is (convolution.py). So do strides, groups, symbolic sizes and
+    pads wider than the kernel's span, untiled."""
     kernel = w.shape[2:]
     pads = _pads(kernel, padding, dilation)
     n = len(kernel)
@@ -325,6 +326,12 @@ def _conv_input_grad_onnx(b, g, w, like, *, stride, padding, dilation, groups):
             pads=[span[i % n] - p for i, p in enumerate(pads)],
             dilations=dilation,
         )
+    if groups == 1 and all(s == 1 for s in stride):
+        tiled = onnx_conv_adjoint(
+            b, g, w, channels=w.shape[1], sizes=sizes, kernel=kernel, pads=pads, dilations=dilation
+        )
+        if tiled is not None:
+            return tiled
     return _transpose_conv_to(
         b, g, w, like, out_sizes=g.shape[2:], kernel=kernel, stride=stride, pads=pads, dilation=dilation, groups=groups
     )
@@ -430,10 +437,21 @@ def _conv_weight_grad_gathered(b, x, g, *, kernel, stride, padding, dilation):
     # [P, K], from two small constants (onnxruntime folds the sum when it loads the model)
     where = b.Add(b.const(starts.reshape(-1, 1), "int64"), b.const(offsets.reshape(1, -1), "int64"))
     flat = b.Reshape(moved, b.ints([0, -1, channels]))  # [N, positions, C]
-    cols = b.Reshape(b.Gather(flat, where, axis=1), b.ints([-1, taps * channels]))  # [N*P, K*C]
-    # [O, N*P] on the left: cols as a transposed left operand (Gemm's transA) ran 1.2-1.7x slower
-    rows = b.Reshape(b.Transpose(g, perm=[1, 0, *range(2, n + 2)]), b.ints([outputs, -1]))
-    total = b.MatMul(rows, cols)  # [O, K*C]
+    patches = b.Gather(flat, where, axis=1)  # [N, P, K, C]
+    positions = math.prod(g.shape[2:])
+    if positions >= taps * channels:
+        # Per sample, then summed: the [N, O, K*C] products are no larger than g. One GEMM
+        # with a reduction this long (resnet18's 56x56 layers: N*P = 25088 against an
+        # output of 64 x 576) ran about 20% slower.
+        per_sample = b.MatMul(
+            b.Reshape(g, b.ints([0, outputs, -1])), b.Reshape(patches, b.ints([0, positions, taps * channels]))
+        )
+        total = b.reduce("ReduceSum", per_sample, [0], keepdims=False)
+    else:
+        cols = b.Reshape(patches, b.ints([-1, taps * channels]))  # [N*P, K*C]
+        # [O, N*P] on the left: cols as a transposed left operand (Gemm's transA) ran 1.2-1.7x slower
+        rows = b.Reshape(b.Transpose(g, perm=[1, 0, *range(2, n + 2)]), b.ints([outputs, -1]))
+        total = b.MatMul(rows, cols)  # [O, K*C]
     shaped = b.Transpose(b.Reshape(total, b.ints([outputs, taps, channels])), perm=[0, 2, 1])
     return b.Reshape(shaped, b.ints([outputs, channels, *kernel]))
 

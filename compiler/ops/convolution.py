@@ -26,8 +26,10 @@ def onnx_conv(b, x, w, bias=None, *, channels, kernel, strides, pads, dilations,
     all ends)."""
     kernel, strides, pads, dilations = list(kernel), list(strides), list(pads), list(dilations)
     out = _out_sizes(x, kernel, strides, pads, dilations)
-    if _tiles(b, x, out, kernel, strides, pads, dilations, group):
-        return _tiled(b, x, w, bias, channels=channels, out=out, kernel=kernel, strides=strides, pads=pads, dilations=dilations)
+    if b.trains and group == 1 and out is not None and math.prod(out) <= _TILE_MAX_POSITIONS:
+        rows = _Rows.of(x.shape[2], kernel[0], strides[0], pads, dilations[0])
+        if rows is not None:
+            return _tiled(b, x, w, bias, rows, channels=channels, out=out, kernel=kernel, strides=strides, pads=pads, dilations=dilations)
     return b.Conv(
         x, w, bias, kernel_shape=kernel, strides=strides, pads=pads, dilations=dilations, group=group
     )
@@ -44,42 +46,62 @@ def _out_sizes(x, kernel, strides, pads, dilations):
     ]
 
 
-def _tiles(b, x, out, kernel, strides, pads, dilations, group) -> bool:
-    if not b.trains or group != 1 or out is None or math.prod(out) > _TILE_MAX_POSITIONS:
-        return False
-    padded = x.shape[2] + pads[0] + pads[len(kernel)]
-    # The tiles' rows must fall on the stride's grid, and the rows added below the last tile
-    # (`_tiled`'s end pad) cannot be negative.
-    return padded % strides[0] == 0 and dilations[0] * (kernel[0] - 1) + 1 >= strides[0]
+class _Rows:
+    """How the batch's images lie along the first spatial axis of one tall image: each
+    image's rows padded by (`above`, `below`), so that an image starts every `period` rows,
+    the tall Conv padded by (`top`, `bottom`), and `out_period` output rows an image, the
+    first `out` of them its own (the rest read two images and are dropped).
+
+    Stride 1 shares the zero rows between neighbours: max(begin, end) pad rows an image,
+    not begin + end (resnet18's 7x7 images: 8 rows each, not 9). A larger stride pads each
+    image by its own pads, and then needs a padded length the stride divides, so that every
+    image starts on the stride's grid."""
+
+    def __init__(self, above, below, top, bottom, period, out_period, out):
+        self.above, self.below, self.top, self.bottom = above, below, top, bottom
+        self.period, self.out_period, self.out = period, out_period, out
+
+    @classmethod
+    def of(cls, length, k, s, pads, d):
+        begin, end = pads[0], pads[len(pads) // 2]
+        span = d * (k - 1)
+        out = (length + begin + end - span - 1) // s + 1
+        if s == 1:
+            gap = max(begin, end)
+            if begin > span or out > length + gap:
+                return None
+            return cls(0, gap, begin, span - begin, length + gap, length + gap, out)
+        padded = length + begin + end
+        if padded % s or span + 1 < s:
+            return None
+        return cls(begin, end, 0, span + 1 - s, padded, padded // s, out)
 
 
-def _tiled(b, x, w, bias, *, channels, out, kernel, strides, pads, dilations):
-    """The batch laid along the first spatial axis: x [N, C, S1, ...] padded, moved to
-    [1, C, N * S1p, ...], one Conv without pads (each image carries its own), then the
-    rows of each image's outputs taken back out. An output row that straddles two images
-    is computed and dropped: (k - 1) d rows of N * S1p."""
+def _tiled(b, x, w, bias, rows, *, channels, out, kernel, strides, pads, dilations):
+    """The batch laid along the first spatial axis (`_Rows`): x [N, C, S1, ...] moved to
+    [C, N, S1, ...], padded, seen as [1, C, N * period, ...], one Conv, then each image's
+    output rows taken back out."""
     n = len(kernel)
     swap = [1, 0, *range(2, n + 2)]
     moved = b.Transpose(x, perm=swap)  # [C, N, S1, ...]
-    if any(pads):
-        moved = b.Pad(moved, b.ints([0, 0, *pads[:n], 0, 0, *pads[n:]]))
-    padded = [length + pads[i] + pads[n + i] for i, length in enumerate(x.shape[2:])]
-    tall = b.Reshape(moved, b.ints([1, x.shape[1], -1, *padded[1:]]))
-    # Rows below the last image, so that the output has N * S1p / s rows: S1p / s per image.
-    end = dilations[0] * (kernel[0] - 1) + 1 - strides[0]
+    begins = [rows.above, *pads[1:n]]
+    ends = [rows.below, *pads[n + 1 :]]
+    if any(begins) or any(ends):
+        moved = b.Pad(moved, b.ints([0, 0, *begins, 0, 0, *ends]))
+    widths = [length + pads[i] + pads[n + i] for i, length in enumerate(x.shape[2:])][1:]
+    tall = b.Reshape(moved, b.ints([1, x.shape[1], -1, *widths]))
     y = b.Conv(
         tall,
         w,
         bias,
         kernel_shape=kernel,
         strides=strides,
-        pads=[0] * n + [end] + [0] * (n - 1),
+        pads=[rows.top] + [0] * (n - 1) + [rows.bottom] + [0] * (n - 1),
         dilations=dilations,
     )
-    rows = padded[0] // strides[0]
-    images = b.Reshape(y, b.ints([channels, -1, rows, *out[1:]]))  # [O, N, S1p / s, ...]
-    if rows != out[0]:
-        images = b.Slice(images, b.ints([0]), b.ints([out[0]]), b.ints([2]))
+    images = b.Reshape(y, b.ints([channels, -1, rows.out_period, *out[1:]]))  # [O, N, period / s, ...]
+    if rows.out_period != rows.out:
+        images = b.Slice(images, b.ints([0]), b.ints([rows.out]), b.ints([2]))
     return b.Transpose(images, perm=swap)
 
 
@@ -87,7 +109,7 @@ def onnx_conv_adjoint(b, g, w, *, channels, sizes, kernel, pads, dilations):
     """The input gradient of a stride-1 ungrouped convolution whose input had spatial
     `sizes`: ConvTranspose(g, w) with the forward's `pads`, producing `channels` channels.
     Where the forward would be tiled, so is this (its adjoint: g's images stacked with the
-    rows the forward dropped as zeros, each image's interior taken back out); else None,
+    rows the forward dropped as zeros, each image's own rows taken back out); else None,
     for the caller's own lowering."""
     kernel, pads, dilations = list(kernel), list(pads), list(dilations)
     n = len(kernel)
@@ -97,14 +119,24 @@ def onnx_conv_adjoint(b, g, w, *, channels, sizes, kernel, pads, dilations):
     out = [p - d * (k - 1) for p, k, d in zip(padded, kernel, dilations)]
     if math.prod(out) > _TILE_MAX_POSITIONS or min(out) < 1:
         return None
+    rows = _Rows.of(sizes[0], kernel[0], 1, pads, dilations[0])
+    if rows is None:
+        return None
     swap = [1, 0, *range(2, n + 2)]
     moved = b.Transpose(g, perm=swap)  # [O, N, out1, ...]
-    moved = b.Pad(moved, b.ints([0] * (n + 2) + [0, 0, padded[0] - out[0]] + [0] * (n - 1)))
+    if rows.out_period != rows.out:
+        moved = b.Pad(moved, b.ints([0] * (n + 2) + [0, 0, rows.out_period - rows.out] + [0] * (n - 1)))
     tall = b.Reshape(moved, b.ints([1, g.shape[1], -1, *out[1:]]))
-    end = dilations[0] * (kernel[0] - 1)
-    y = b.ConvTranspose(tall, w, kernel_shape=kernel, pads=[0] * n + [end] + [0] * (n - 1), dilations=dilations)
-    images = b.Reshape(y, b.ints([channels, -1, *padded]))  # [C, N, S1p, ...]
-    if any(pads):
-        ends = [padded[i] - pads[n + i] for i in range(n)]
-        images = b.Slice(images, b.ints(pads[:n]), b.ints(ends), b.ints(range(2, n + 2)))
+    y = b.ConvTranspose(
+        tall,
+        w,
+        kernel_shape=kernel,
+        pads=[rows.top] + [0] * (n - 1) + [rows.bottom] + [0] * (n - 1),
+        dilations=dilations,
+    )
+    images = b.Reshape(y, b.ints([channels, -1, rows.period, *padded[1:]]))  # [C, N, period, ...]
+    starts = [rows.above, *pads[1:n]]
+    stops = [rows.above + sizes[0], *(padded[i] - pads[n + i] for i in range(1, n))]
+    if starts != [0] * n or stops != [rows.period, *padded[1:]]:
+        images = b.Slice(images, b.ints(starts), b.ints(stops), b.ints(range(2, n + 2)))
     return b.Transpose(images, perm=swap)

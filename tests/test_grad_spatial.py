@@ -275,13 +275,13 @@ def test_every_onnx_convolution_lowering_matches_autograd(row, tile, flip, monke
     (ops/convolution.py: the batch tiled into one image where images are small, for the
     Conv and for a stride-1 input gradient's ConvTranspose; ops/internal.py
     `_conv_input_grad_onnx`: a stride-1 input gradient as a Conv with the kernel flipped
-    where images are large). The rows' small images pick one of each, so
-    each row runs here with each choice forced, and the forced one is checked to be used
-    where it applies."""
+    where the kernel is not too large to flip). The rows' small sizes pick the tiled Conv
+    and the flipped kernel, so each row runs here with each choice forced, and the forced
+    one is checked to be used where it applies."""
     from netc.compiler.ops import convolution, internal
 
     monkeypatch.setattr(convolution, "_TILE_MAX_POSITIONS", 10**9 if tile else 0)
-    monkeypatch.setattr(internal, "_FLIP_MIN_POSITIONS", 0 if flip else 10**9)
+    monkeypatch.setattr(internal, "_FLIP_MAX_WEIGHT", 10**12 if flip else 0)
     compiled, module, tensors, seeds = _setup(row)
     model = emit_backward(compiled.graph).to_proto()
     ops = [n.op_type for n in model.graph.node]
@@ -289,12 +289,12 @@ def test_every_onnx_convolution_lowering_matches_autograd(row, tile, flip, monke
     ungrouped_static = "groups" not in row.body and not row.sizes
     tiles = tile and ungrouped_static and row.body in _TILEABLE
     assert (_tiled_convs(model) > 0) == tiles
-    stride_1 = plain_conv and ungrouped_static and "stride" not in row.body
-    if stride_1 and flip:
+    stride_1 = plain_conv and "groups" not in row.body and "stride" not in row.body
+    if stride_1 and flip:  # symbolic sizes too
         assert "ConvTranspose" not in ops
     elif plain_conv and not flip:
         assert "ConvTranspose" in ops
-        assert (_tiled_convs(model, "ConvTranspose") > 0) == (stride_1 and tile)
+        assert (_tiled_convs(model, "ConvTranspose") > 0) == (stride_1 and not row.sizes and tile)
     want = autograd(compiled, copy.deepcopy(module), tensors, seeds)
     feeds = feeds_for(compiled, tensors, seeds, {})
     compare(onnx_gradients(compiled.graph, module, feeds), want, 1e-4, 1e-5, f"onnxruntime, tile={tile} flip={flip}")

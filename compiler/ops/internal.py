@@ -298,12 +298,12 @@ def _conv_input_grad_onnx(b, g, w, like, *, stride, padding, dilation, groups):
     swapped, padded by the kernel's span less the forward's pads (the adjoint written as a
     Conv). onnxruntime's ConvTranspose runs a GEMM then a col2im scatter per image;
     the Conv's im2col reads instead: resnet18's 56x56 input gradients took 18 ms with the
-    ConvTranspose, 14 as a Conv, and its 28x28 ones 14 and 12. Flipping the weight is a pass
-    over it, slow in onnxruntime (a Slice with step -1 and a Transpose of a 512x512x3x3
-    weight took 7 ms, as long as the gain), so images of fewer than `_FLIP_MIN_POSITIONS`
-    positions, whose weights are the large ones, keep the ConvTranspose, tiled across the
-    batch where the forward is (convolution.py). So do strides, groups, symbolic sizes and
-    pads wider than the kernel's span, untiled."""
+    ConvTranspose, 14 as a Conv, its 28x28 ones 14 and 12, its 14x14 ones (tiled across the
+    batch, convolution.py) 20 and 18. Flipping the weight is a pass over it, slow in
+    onnxruntime (a Slice with step -1 and a Transpose of a 512x512x3x3 weight took 7 ms, as
+    long as the gain), so a weight of more than `_FLIP_MAX_WEIGHT` elements keeps the
+    ConvTranspose, tiled where the forward is. So do strides, groups and pads wider than
+    the kernel's span, untiled."""
     kernel = w.shape[2:]
     pads = _pads(kernel, padding, dilation)
     n = len(kernel)
@@ -313,8 +313,7 @@ def _conv_input_grad_onnx(b, g, w, like, *, stride, padding, dilation, groups):
         groups == 1
         and all(s == 1 for s in stride)
         and all(p <= span[i % n] for i, p in enumerate(pads))
-        and all(isinstance(d, int) for d in sizes)
-        and math.prod(sizes) >= _FLIP_MIN_POSITIONS
+        and math.prod(w.shape) <= _FLIP_MAX_WEIGHT
     ):
         return onnx_conv(
             b,
@@ -337,7 +336,7 @@ def _conv_input_grad_onnx(b, g, w, like, *, stride, padding, dilation, groups):
     )
 
 
-_FLIP_MIN_POSITIONS = 512  # resnet18: 56x56 and 28x28 gained, 14x14 and 7x7 lost
+_FLIP_MAX_WEIGHT = 1_000_000  # resnet18: 256x256x3x3 (590K) gained, 512x512x3x3 (2.4M) lost
 
 
 def _flip_kernel(b, w):

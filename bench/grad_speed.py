@@ -41,7 +41,7 @@ from netc.compiler import compile_file, compile_string  # noqa: E402
 from torch import nn  # noqa: E402
 
 LR = 0.01
-WARMUP = 3  # steps each before timing
+WARMUP = 10  # steps each before timing
 
 
 def mlp_spec(blocks: int, width: int) -> str:
@@ -156,7 +156,8 @@ def train_step_case(name, compiled, reference, input_name, x, y, threads, runs, 
     first = ours(feeds), theirs(x, y)  # the first losses agree (same weights)
     assert abs(first[0] - first[1]) < 1e-3, first
     # Warm up: onnxruntime's second run still allocates (its memory plan, about 100,000 page
-    # faults for resnet18) and torch's first steps are slow too.
+    # faults for resnet18), and on this VM both sides' step times keep falling for several
+    # steps more (fresh memory is slow to touch), netc's more: it holds more memory.
     for _ in range(WARMUP - 1):
         ours(feeds), theirs(x, y)
     a, b = interleave(lambda: ours(feeds), lambda: theirs(x, y), runs, iters)

@@ -299,7 +299,7 @@ def _conv_input_grad_onnx(b, g, w, like, *, stride, padding, dilation, groups):
     Conv). onnxruntime's ConvTranspose runs a GEMM then a col2im scatter per image;
     the Conv's im2col reads instead: resnet18's 56x56 input gradients took 18 ms with the
     ConvTranspose, 14 as a Conv, its 28x28 ones 14 and 12, its 14x14 ones (tiled across the
-    batch, convolution.py) 20 and 18. Flipping the weight is a pass over it, slow in
+    batch, convolution.py) 17.5 and 15.5. Flipping the weight is a pass over it, slow in
     onnxruntime (a Slice with step -1 and a Transpose of a 512x512x3x3 weight took 7 ms, as
     long as the gain), so a weight of more than `_FLIP_MAX_WEIGHT` elements keeps the
     ConvTranspose, tiled where the forward is. So do strides, groups and pads wider than

@@ -2448,6 +2448,16 @@ CASES = [
         """,
         2, 45, 'gru needs `h0` of shape [2, N, 4] [directions * layers, N, hidden], got [1, N, 4]',
     ),
+    row(
+        "lstm-layers-huge",
+        """
+        network n(x: [N, 5, 3]) {
+            out, hn, cn = lstm(x, 4, layers=1000000000000)
+            return out
+        }
+        """,
+        2, 30, "lstm: layers=1000000000000 is more than the 10,000 stacked layers netc builds",
+    ),
     # ------------------------------------------------------------------ language 1.1: new operators
     row(
         "clamp-int",

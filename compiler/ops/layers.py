@@ -842,6 +842,8 @@ PARAM = register(
 # in torch's order: weight_ih_l{k}[_reverse] [G * hidden, in], weight_hh_l{k} [G * hidden,
 # hidden], bias_ih_l{k}, bias_hh_l{k} [G * hidden]; G gates (4 for lstm, 3 for gru).
 _GATES = {"lstm": 4, "gru": 3}
+# A mutated spec's `layers=1000000000000` listed a trillion weights and hung the compiler.
+MAX_RNN_LAYERS = 10_000
 _STATES = {"lstm": ("h0", "c0"), "gru": ("h0",)}
 
 
@@ -863,6 +865,11 @@ def _rnn_infer(name):
         require_rank(name, x, (3,), "N, T, C: batch first")
         static(name, x.shape[2], "number of input features (axis 2)")
         hidden, d = attrs["hidden"], _directions(attrs)
+        if attrs["layers"] > MAX_RNN_LAYERS:  # each layer is its own weights, listed one by one
+            raise ShapeError(
+                f"{name}: layers={attrs['layers']} is more than the {MAX_RNN_LAYERS:,} stacked layers netc builds",
+                arg="layers",
+            )
         state = TensorType((d * attrs["layers"], x.shape[0], hidden), x.dtype)
         for key, t in states.items():
             if t is None:

@@ -29,10 +29,20 @@ def onnx_conv(b, x, w, bias=None, *, channels, kernel, strides, pads, dilations,
     if b.trains and group == 1 and out is not None and math.prod(out) <= _TILE_MAX_POSITIONS:
         rows = _Rows.of(x.shape[2], kernel[0], strides[0], pads, dilations[0])
         if rows is not None:
-            return _tiled(b, x, w, bias, rows, channels=channels, out=out, kernel=kernel, strides=strides, pads=pads, dilations=dilations)
-    return b.Conv(
-        x, w, bias, kernel_shape=kernel, strides=strides, pads=pads, dilations=dilations, group=group
-    )
+            return _tiled(
+                b,
+                x,
+                w,
+                bias,
+                rows,
+                channels=channels,
+                out=out,
+                kernel=kernel,
+                strides=strides,
+                pads=pads,
+                dilations=dilations,
+            )
+    return b.Conv(x, w, bias, kernel_shape=kernel, strides=strides, pads=pads, dilations=dilations, group=group)
 
 
 def _out_sizes(x, kernel, strides, pads, dilations):
@@ -105,20 +115,20 @@ def _tiled(b, x, w, bias, rows, *, channels, out, kernel, strides, pads, dilatio
     return b.Transpose(images, perm=swap)
 
 
-def onnx_conv_adjoint(b, g, w, *, channels, sizes, kernel, pads, dilations):
+def onnx_conv_adjoint(b, g, w, *, channels, sizes, pads, dilations):
     """The input gradient of a stride-1 ungrouped convolution whose input had spatial
     `sizes`: ConvTranspose(g, w) with the forward's `pads`, producing `channels` channels.
     Where the forward would be tiled, so is this (its adjoint: g's images stacked with the
     rows the forward dropped as zeros, each image's own rows taken back out); else None,
     for the caller's own lowering."""
-    kernel, pads, dilations = list(kernel), list(pads), list(dilations)
+    kernel, pads, dilations = list(w.shape[2:]), list(pads), list(dilations)
     n = len(kernel)
-    if not b.trains or not all(isinstance(d, int) for d in sizes):
+    out = g.shape[2:]  # the forward's output sizes
+    if not b.trains or not all(isinstance(d, int) for d in (*sizes, *out)):
+        return None
+    if math.prod(out) > _TILE_MAX_POSITIONS:
         return None
     padded = [length + pads[i] + pads[n + i] for i, length in enumerate(sizes)]
-    out = [p - d * (k - 1) for p, k, d in zip(padded, kernel, dilations)]
-    if math.prod(out) > _TILE_MAX_POSITIONS or min(out) < 1:
-        return None
     rows = _Rows.of(sizes[0], kernel[0], 1, pads, dilations[0])
     if rows is None:
         return None

@@ -306,29 +306,21 @@ def _conv_input_grad_onnx(b, g, w, like, *, stride, padding, dilation, groups):
     the kernel's span, untiled."""
     kernel = w.shape[2:]
     pads = _pads(kernel, padding, dilation)
-    n = len(kernel)
-    span = [d * (k - 1) for k, d in zip(kernel, dilation)]
-    sizes = like.shape[2:]
-    if (
-        groups == 1
-        and all(s == 1 for s in stride)
-        and all(p <= span[i % n] for i, p in enumerate(pads))
-        and math.prod(w.shape) <= _FLIP_MAX_WEIGHT
-    ):
-        return onnx_conv(
-            b,
-            g,
-            _flip_kernel(b, w),
-            channels=w.shape[1],
-            kernel=kernel,
-            strides=stride,
-            pads=[span[i % n] - p for i, p in enumerate(pads)],
-            dilations=dilation,
-        )
     if groups == 1 and all(s == 1 for s in stride):
-        tiled = onnx_conv_adjoint(
-            b, g, w, channels=w.shape[1], sizes=sizes, kernel=kernel, pads=pads, dilations=dilation
-        )
+        n = len(kernel)
+        span = [d * (k - 1) for k, d in zip(kernel, dilation)]
+        if all(p <= span[i % n] for i, p in enumerate(pads)) and math.prod(w.shape) <= _FLIP_MAX_WEIGHT:
+            return onnx_conv(
+                b,
+                g,
+                _flip_kernel(b, w),
+                channels=w.shape[1],
+                kernel=kernel,
+                strides=stride,
+                pads=[span[i % n] - p for i, p in enumerate(pads)],
+                dilations=dilation,
+            )
+        tiled = onnx_conv_adjoint(b, g, w, channels=w.shape[1], sizes=like.shape[2:], pads=pads, dilations=dilation)
         if tiled is not None:
             return tiled
     return _transpose_conv_to(

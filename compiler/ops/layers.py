@@ -6,6 +6,7 @@ from netc.dsl.diagnostics import NetcError
 
 from .. import dims as D
 from ..ir import TensorType
+from .convolution import onnx_conv
 from .registry import (
     Arg,
     ArgError,
@@ -190,8 +191,6 @@ def same_pads(kernel, dilation) -> list[int]:
 
 
 def _conv_onnx(b, x, *, out, kernel, stride, padding, dilation, groups, bias):
-    from .convolution import onnx_conv
-
     pads = same_pads(kernel, dilation) if padding == "same" else list(padding) * 2
     return onnx_conv(
         b,
